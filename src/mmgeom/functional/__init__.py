@@ -1,0 +1,31 @@
+"""Pure functions over tensors: every equation of mmgeom lives here exactly once.
+
+Functions whose definition uses the normalised embedding ``z = h / ||h||`` normalise their inputs
+themselves, so raw and pre-normalised inputs give the same value. O(B^2) reductions accumulate in
+float32 (float64 inputs stay float64).
+"""
+
+from ._common import normalize
+from .alignment import alignment, band_hinge, paired_sq_dists
+from .contrastive import info_nce, info_nce_from_logits, positive_targets, siglip_loss
+from .norms import tn_distance
+from .uniformity import dispersion, gaussian_potential, uniformity
+from .volume import gram_det, gram_volume, gram_volume_matrix
+
+__all__ = [
+    "alignment",
+    "band_hinge",
+    "dispersion",
+    "gaussian_potential",
+    "gram_det",
+    "gram_volume",
+    "gram_volume_matrix",
+    "info_nce",
+    "info_nce_from_logits",
+    "normalize",
+    "paired_sq_dists",
+    "positive_targets",
+    "siglip_loss",
+    "tn_distance",
+    "uniformity",
+]

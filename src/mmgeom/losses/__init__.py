@@ -1,0 +1,29 @@
+"""Loss modules: hold hyper-parameters and state, validate inputs, call :mod:`mmgeom.functional`.
+
+Every loss is called as ``loss(batch, **optional) -> LossOutput`` and is registered by name::
+
+    from mmgeom.losses import create_loss, list_losses
+    loss = create_loss("infonce", temperature=0.05, anchor="image")
+"""
+
+from .align_uniform import AlignUniformLoss
+from .base import LossOutput, MultimodalLoss
+from .gram import GRAMLoss
+from .infonce import InfoNCELoss
+from .registry import create_loss, get_loss_class, list_losses, register_loss
+from .siglip import SigLIPLoss
+from .temperature import Temperature
+
+__all__ = [
+    "AlignUniformLoss",
+    "GRAMLoss",
+    "InfoNCELoss",
+    "LossOutput",
+    "MultimodalLoss",
+    "SigLIPLoss",
+    "Temperature",
+    "create_loss",
+    "get_loss_class",
+    "list_losses",
+    "register_loss",
+]

@@ -1,0 +1,61 @@
+"""The loss interface: ``loss(batch, **optional) -> LossOutput``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor, nn
+
+from .._validation import check_batch, check_labels
+
+
+@dataclass
+class LossOutput:
+    """What every mmgeom loss returns.
+
+    Attributes:
+        total: the scalar to back-propagate.
+        terms: named, detached parts of the loss for logging (``"align"``, ``"uniform/text"``, ...).
+    """
+
+    total: Tensor
+    terms: dict[str, Tensor] = field(default_factory=dict)
+
+    def scalars(self) -> dict[str, float]:
+        """``{"total": ..., **terms}`` as Python floats (one device sync)."""
+        out = {"total": float(self.total.detach())}
+        out.update({k: float(v) for k, v in self.terms.items()})
+        return out
+
+
+class MultimodalLoss(nn.Module):
+    """Base class: validates the batch, then calls :meth:`compute` on the modality tensors.
+
+    Subclasses set ``min_modalities`` / ``min_rows`` and implement ``compute(mods, labels=..., **kw)``.
+    ``labels`` may be passed as a keyword or as a ``"labels"`` entry of the batch dict.
+    """
+
+    min_modalities: int = 2
+    min_rows: int = 2
+    normalised: bool = True
+
+    def forward(self, batch: Mapping[str, Tensor], **kwargs: Any) -> LossOutput:
+        mods = check_batch(
+            batch, min_modalities=self.min_modalities, min_rows=self.min_rows, normalised=self.normalised
+        )
+        labels = kwargs.pop("labels", None)
+        if labels is None:
+            labels = batch.get("labels")
+        first = next(iter(mods.values()))
+        labels = check_labels(labels, first.shape[0])
+        return self.compute(mods, labels=labels, **kwargs)
+
+    def compute(self, mods: dict[str, Tensor], labels: Tensor | None = None, **kwargs: Any) -> LossOutput:
+        raise NotImplementedError
+
+
+def detach_terms(terms: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Detached copies of the named parts, so logging never keeps the graph alive."""
+    return {k: v.detach() for k, v in terms.items()}
