@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-slow lint typecheck bench clean
+.PHONY: install demo test test-slow lint typecheck bench-retrieval bench-losses clean
 
 install:
 	@bash scripts/bootstrap.sh
@@ -24,6 +24,12 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy
+
+bench-retrieval: install
+	$(BIN)/python benchmarks/bench_retrieval.py
+
+bench-losses: install
+	$(BIN)/python benchmarks/bench_losses.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
