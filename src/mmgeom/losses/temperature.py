@@ -27,11 +27,11 @@ class Temperature(nn.Module):
         self.learnable = bool(learnable)
         if self.learnable and not (1.0 / 100.0 <= tau <= 1.0):
             raise ValueError(f"temperature: a learnable temperature must start in [0.01, 1], got {init!r}")
-        log_scale = torch.tensor(math.log(1.0 / tau))
         if self.learnable:
-            self.log_scale = nn.Parameter(log_scale)
+            self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / tau)))
         else:
-            self.register_buffer("log_scale", log_scale)
+            # float64 keeps a fixed tau exact; a 0-dim tensor does not promote fp32/bf16 logits.
+            self.register_buffer("log_scale", torch.tensor(math.log(1.0 / tau), dtype=torch.float64))
 
     def forward(self) -> Tensor:
         """Current ``tau`` as a scalar tensor (differentiable when learnable)."""
