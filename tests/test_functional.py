@@ -8,6 +8,9 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from mmgeom import functional as F
+
 from reference import (
     alignment_loop,
     band_hinge_loop,
@@ -18,8 +21,6 @@ from reference import (
     tn_loop,
     uniformity_loop,
 )
-
-from mmgeom import functional as F
 
 DTYPES = [torch.float32, torch.float64]
 TOL = {torch.float32: 1e-5, torch.float64: 1e-9}

@@ -7,10 +7,11 @@ from itertools import combinations
 
 import pytest
 import torch
-from reference import alignment_loop, gram_det_loop, info_nce_loop, siglip_loop, uniformity_loop
 
 from mmgeom.losses import LossOutput, create_loss, list_losses
 from mmgeom.losses.temperature import MAX_LOG_SCALE, Temperature
+
+from reference import alignment_loop, gram_det_loop, info_nce_loop, siglip_loop, uniformity_loop
 
 
 def batch_of(m: int, n: int = 6, d: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -29,7 +30,7 @@ def test_registry_lists_baselines() -> None:
 
 
 def test_unknown_loss_name() -> None:
-    with pytest.raises(ValueError, match="unknown name 'clip'.*registered losses"):
+    with pytest.raises(ValueError, match=r"unknown name 'clip'.*registered losses"):
         create_loss("clip")
 
 
