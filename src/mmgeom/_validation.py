@@ -166,3 +166,31 @@ def check_choice(value: str, name: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
     return value
+
+
+def check_mask(mask: Mapping[str, Tensor], mods: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Check a missing-modality mask ``modality -> (B,) bool`` (True = present) and fill absent keys.
+
+    Modalities not named in the mask are present in every row. Rows marked present must have a direction.
+    """
+    if not isinstance(mask, Mapping):
+        raise ValueError(f"mask: expected a dict modality -> (B,) bool tensor, got {type(mask).__name__}")
+    first = next(iter(mods.values()))
+    rows = first.shape[0]
+    out: dict[str, Tensor] = {}
+    for name in mask:
+        if name not in mods:
+            raise ValueError(f"mask: unknown modality {name!r}; the batch has {list(mods)}")
+    for name, z in mods.items():
+        m = mask.get(name)
+        if m is None:
+            m = torch.ones(rows, dtype=torch.bool, device=z.device)
+        elif not isinstance(m, Tensor) or m.dtype != torch.bool or tuple(m.shape) != (rows,):
+            got = f"{m.dtype} {tuple(m.shape)}" if isinstance(m, Tensor) else type(m).__name__
+            raise ValueError(f"mask[{name!r}]: expected a bool tensor of shape ({rows},), got {got}")
+        if _STATE["deep"]:
+            zero = ((z.detach().abs().amax(dim=1) == 0) & m).nonzero()
+            if zero.numel():
+                raise ValueError(f"{name}: row {int(zero[0])} is marked present but is all zeros")
+        out[name] = m
+    return out

@@ -7,14 +7,18 @@ float32 (float64 inputs stay float64).
 
 from ._common import normalize
 from .alignment import alignment, band_hinge, paired_sq_dists
+from .centroid import centroid, centroid_alignment, tuple_mean
 from .contrastive import info_nce, info_nce_from_logits, positive_targets, siglip_loss
-from .norms import tn_distance
+from .norms import logcos_distance, tn_distance
+from .spectral import spectral_entropy
 from .uniformity import dispersion, gaussian_potential, uniformity
 from .volume import gram_det, gram_volume, gram_volume_matrix
 
 __all__ = [
     "alignment",
     "band_hinge",
+    "centroid",
+    "centroid_alignment",
     "dispersion",
     "gaussian_potential",
     "gram_det",
@@ -22,10 +26,13 @@ __all__ = [
     "gram_volume_matrix",
     "info_nce",
     "info_nce_from_logits",
+    "logcos_distance",
     "normalize",
     "paired_sq_dists",
     "positive_targets",
     "siglip_loss",
+    "spectral_entropy",
     "tn_distance",
+    "tuple_mean",
     "uniformity",
 ]

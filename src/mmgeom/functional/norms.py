@@ -25,3 +25,19 @@ def tn_distance(u: Tensor, v: Tensor, eps: float = EPS) -> Tensor:
     u = u.to(accum_dtype(u))
     v = v.to(accum_dtype(v))
     return (u - v).norm(dim=1) / (u.norm(dim=1) + v.norm(dim=1)).clamp_min(eps)
+
+
+def logcos_distance(u: Tensor, v: Tensor, eps: float = EPS, floor: float = 1e-4) -> Tensor:
+    """TNCSE-style norm term per row: ``-log(max(cos_i, floor)) * ||u_i - v_i|| / (2(||u_i|| + ||v_i||))``.
+
+    The TN distance is weighted by how far the directions disagree, so pairs that already point the same
+    way contribute little magnitude pressure.
+
+    Reference: Zong et al., ACL 2026 (the ``logcos`` variant of L2Dir's norm term).
+    """
+    check_pair(u, v, ("u", "v"), normalised=False)
+    u = u.to(accum_dtype(u))
+    v = v.to(accum_dtype(v))
+    nu, nv = u.norm(dim=1), v.norm(dim=1)
+    cos = (u * v).sum(dim=1) / (nu * nv).clamp_min(eps)
+    return -cos.clamp_min(floor).log() * (u - v).norm(dim=1) / (2.0 * (nu + nv).clamp_min(eps))

@@ -8,20 +8,24 @@ Every loss is called as ``loss(batch, **optional) -> LossOutput`` and is registe
 
 from .align_uniform import AlignUniformLoss
 from .base import LossOutput, MultimodalLoss
+from .dagr import DAGRRegularizer
 from .gram import GRAMLoss
 from .infonce import InfoNCELoss
 from .registry import create_loss, get_loss_class, list_losses, register_loss
 from .siglip import SigLIPLoss
 from .temperature import Temperature
+from .unialign import UniAlignLoss
 
 __all__ = [
     "AlignUniformLoss",
+    "DAGRRegularizer",
     "GRAMLoss",
     "InfoNCELoss",
     "LossOutput",
     "MultimodalLoss",
     "SigLIPLoss",
     "Temperature",
+    "UniAlignLoss",
     "create_loss",
     "get_loss_class",
     "list_losses",

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .._validation import check_batch, check_labels
+from .._validation import check_batch, check_labels, check_mask
 
 
 @dataclass
@@ -40,16 +40,28 @@ class MultimodalLoss(nn.Module):
     min_modalities: int = 2
     min_rows: int = 2
     normalised: bool = True
+    #: Whether ``compute`` understands a missing-modality ``mask`` (passed on as ``mask=``).
+    supports_mask: bool = False
 
     def forward(self, batch: Mapping[str, Tensor], **kwargs: Any) -> LossOutput:
+        mask = kwargs.pop("mask", None)
+        if mask is None:
+            mask = batch.get("mask")
+        if mask is not None and not self.supports_mask:
+            raise ValueError(f"{type(self).__name__}: missing-modality masks are not supported")
         mods = check_batch(
-            batch, min_modalities=self.min_modalities, min_rows=self.min_rows, normalised=self.normalised
+            batch,
+            min_modalities=self.min_modalities,
+            min_rows=self.min_rows,
+            normalised=self.normalised and mask is None,
         )
         labels = kwargs.pop("labels", None)
         if labels is None:
             labels = batch.get("labels")
         first = next(iter(mods.values()))
         labels = check_labels(labels, first.shape[0])
+        if self.supports_mask:
+            kwargs["mask"] = check_mask(mask, mods) if mask is not None else None
         return self.compute(mods, labels=labels, **kwargs)
 
     def compute(self, mods: dict[str, Tensor], labels: Tensor | None = None, **kwargs: Any) -> LossOutput:

@@ -1,0 +1,157 @@
+"""UniAlign: intra-modal uniformity + anchor (or centroid) alignment, optional centroid/volume terms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .. import functional as F
+from .._validation import check_anchor, check_choice, check_positive
+from .base import LossOutput, MultimodalLoss, detach_terms
+from .registry import register_loss
+
+#: ``lambda_vol`` of each preset.
+PRESETS = {"retrieval": 1.0, "generation": 0.1}
+
+
+@register_loss("unialign")
+class UniAlignLoss(MultimodalLoss):
+    """UniAlign for M >= 2 modalities; there is no InfoNCE term.
+
+    ``L = lambda_uni * sum_m U_t(Z^m) + lambda_align * A + lambda_vol * (U_tc(C) + mean_i det G_i)`` with
+
+    * ``U_t`` the Wang–Isola uniformity of each modality (uniformity *inside* a modality, so the
+      cross-modal alignment and uniformity forces no longer act on the same pairs);
+    * ``A = 1/(B(M-1)) sum_i sum_{n != a} ||z_i^a - z_i^n||^2`` (``alignment="anchor"``), or the
+      anchor-free ``1/(BM) sum_i sum_m ||z_i^m - c̄_i||^2`` (``alignment="centroid"``), ``c̄_i`` the
+      unnormalised tuple mean;
+    * ``C`` the centroids ``normalize(mean_m z_i^m)`` and ``G_i`` the M x M Gram matrix of row i's own
+      tuple (positives only; its determinant is 0 when the tuple is collinear).
+
+    Missing modalities (``mask={"audio": present_bool}``): a row missing a modality drops out of every term
+    that needs it — that modality's uniformity, the anchor-alignment pairs involving it (averages run over
+    the remaining (row, modality) pairs), the centroid is the mean of the present modalities, and the
+    volume term uses only complete rows. A term with too few rows (< 2 for uniformity, 0 otherwise)
+    contributes 0.
+
+    The paper does not publish its lambda and tau values; the defaults here are t = 2 (Wang–Isola) and unit
+    weights, with ``preset="retrieval"`` (lambda_vol = 1) or ``"generation"`` (lambda_vol = 0.1).
+
+    Reference: Yin et al., "Towards Uniformity and Alignment for Multimodal Representation Learning",
+    arXiv 2602.09507.
+
+    Args:
+        anchor: anchor modality (default: the first modality of the batch).
+        lambda_uni: weight of the per-modality uniformity sum.
+        lambda_align: weight of the alignment term.
+        lambda_vol: weight of centroid uniformity + volume; default 0, or the preset's value.
+        t: uniformity scale for each modality.
+        t_c: uniformity scale for the centroids.
+        alignment: ``"anchor"`` or ``"centroid"``.
+        preset: ``None``, ``"retrieval"`` or ``"generation"``.
+
+    Example:
+        >>> loss = UniAlignLoss(anchor="text", preset="retrieval")
+        >>> out = loss({"text": torch.randn(8, 4), "image": torch.randn(8, 4), "audio": torch.randn(8, 4)})
+        >>> sorted(out.terms)[:3]
+        ['align', 'align/text-audio', 'align/text-image']
+    """
+
+    supports_mask = True
+
+    def __init__(
+        self,
+        anchor: str | None = None,
+        lambda_uni: float = 1.0,
+        lambda_align: float = 1.0,
+        lambda_vol: float | None = None,
+        t: float = 2.0,
+        t_c: float = 2.0,
+        alignment: str = "anchor",
+        preset: str | None = None,
+    ) -> None:
+        super().__init__()
+        if preset is not None:
+            check_choice(preset, "preset", list(PRESETS))
+        if lambda_vol is None:
+            lambda_vol = PRESETS[preset] if preset is not None else 0.0
+        elif preset is not None and lambda_vol != PRESETS[preset]:
+            raise ValueError(
+                f"lambda_vol: preset {preset!r} sets lambda_vol = {PRESETS[preset]}, got {lambda_vol!r}; "
+                "give one or the other"
+            )
+        self.anchor = anchor
+        self.lambda_uni = check_positive(lambda_uni, "lambda_uni", allow_zero=True)
+        self.lambda_align = check_positive(lambda_align, "lambda_align", allow_zero=True)
+        self.lambda_vol = check_positive(lambda_vol, "lambda_vol", allow_zero=True)
+        self.t = check_positive(t, "t")
+        self.t_c = check_positive(t_c, "t_c")
+        self.alignment = check_choice(alignment, "alignment", ["anchor", "centroid"])
+        self.preset = preset
+
+    def compute(
+        self,
+        mods: dict[str, Tensor],
+        labels: Tensor | None = None,
+        mask: dict[str, Tensor] | None = None,
+        **kwargs: Any,
+    ) -> LossOutput:
+        if kwargs:
+            raise ValueError(f"unialign: unexpected arguments {sorted(kwargs)}")
+        names = list(mods)
+        anchor = check_anchor(self.anchor, names)
+        zero = next(iter(mods.values())).new_zeros(()).float()
+        terms: dict[str, Tensor] = {}
+
+        uniform_sum = zero
+        for m, z in mods.items():
+            rows = z if mask is None else z[mask[m]]
+            u = F.uniformity(rows, self.t) if rows.shape[0] >= 2 else zero
+            terms[f"uniform/{m}"] = u
+            uniform_sum = uniform_sum + u
+
+        stacked_mask = None if mask is None else torch.stack([mask[m] for m in names], dim=1)
+        if self.alignment == "anchor":
+            align = self._anchor_alignment(mods, anchor, mask, terms, zero)
+        else:
+            align = F.centroid_alignment(*mods.values(), mask=stacked_mask)
+        terms["align"] = align
+        total = self.lambda_uni * uniform_sum + self.lambda_align * align
+
+        if self.lambda_vol > 0:
+            c = F.centroid(*mods.values(), mask=stacked_mask)
+            u_c = F.uniformity(c, self.t_c)
+            full = None if stacked_mask is None else stacked_mask.all(dim=1)
+            tuples = list(mods.values()) if full is None else [z[full] for z in mods.values()]
+            vol = F.gram_det(*tuples).mean() if tuples[0].shape[0] > 0 else zero
+            terms["uniform/centroid"] = u_c
+            terms["volume"] = vol
+            total = total + self.lambda_vol * (u_c + vol)
+        return LossOutput(total, detach_terms(terms))
+
+    @staticmethod
+    def _anchor_alignment(
+        mods: dict[str, Tensor],
+        anchor: str,
+        mask: dict[str, Tensor] | None,
+        terms: dict[str, Tensor],
+        zero: Tensor,
+    ) -> Tensor:
+        """``1/(#pairs) sum ||z_i^a - z_i^n||^2`` over present (row, n != a) pairs."""
+        weighted = zero
+        count = 0
+        for n, z in mods.items():
+            if n == anchor:
+                continue
+            za, zn = mods[anchor], z
+            if mask is not None:
+                both = mask[anchor] & mask[n]
+                za, zn = za[both], zn[both]
+            rows = za.shape[0]
+            value = F.alignment(za, zn, 2.0) if rows else zero
+            terms[f"align/{anchor}-{n}"] = value
+            weighted = weighted + value * rows
+            count += rows
+        return weighted / count if count else zero
