@@ -129,7 +129,9 @@ class DAGRRegularizer(MultimodalLoss):
             total = total + self.lambda_d * disp_sum
 
         if self.mode != "dispersion_only" and self.lambda_a > 0:
-            if self.training and self.calibrating:
+            # Decided before recording: the call that completes calibration still has anchoring off.
+            calibrating = self.calibrating
+            if self.training and calibrating:
                 self._record(mods, mask)
             anchor = zero
             pairs = list(combinations(mods, 2))
@@ -138,7 +140,7 @@ class DAGRRegularizer(MultimodalLoss):
                 if mask is not None:
                     both = mask[m] & mask[n]
                     za, zb = za[both], zb[both]
-                if za.shape[0] == 0 or self.calibrating:
+                if za.shape[0] == 0 or calibrating:
                     value = zero
                 else:
                     value = F.band_hinge(za, zb, self.delta)
