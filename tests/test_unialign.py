@@ -72,7 +72,7 @@ def test_presets() -> None:
     assert create_loss("unialign", preset="retrieval").lambda_vol == 1.0
     assert create_loss("unialign", preset="generation").lambda_vol == 0.1
     assert create_loss("unialign").lambda_vol == 0.0
-    with pytest.raises(ValueError, match="preset 'generation' sets lambda_vol = 0.1"):
+    with pytest.raises(ValueError, match=r"preset 'generation' sets lambda_vol = 0\.1"):
         create_loss("unialign", preset="generation", lambda_vol=0.5)
     with pytest.raises(ValueError, match="preset: expected one of"):
         create_loss("unialign", preset="fast")
