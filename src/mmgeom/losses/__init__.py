@@ -11,6 +11,7 @@ from .base import LossOutput, MultimodalLoss
 from .dagr import DAGRRegularizer
 from .gram import GRAMLoss
 from .infonce import InfoNCELoss
+from .l2dir import L2DirLoss
 from .registry import create_loss, get_loss_class, list_losses, register_loss
 from .siglip import SigLIPLoss
 from .temperature import Temperature
@@ -21,6 +22,7 @@ __all__ = [
     "DAGRRegularizer",
     "GRAMLoss",
     "InfoNCELoss",
+    "L2DirLoss",
     "LossOutput",
     "MultimodalLoss",
     "SigLIPLoss",

@@ -140,10 +140,7 @@ class DAGRRegularizer(MultimodalLoss):
                 if mask is not None:
                     both = mask[m] & mask[n]
                     za, zb = za[both], zb[both]
-                if za.shape[0] == 0 or calibrating:
-                    value = zero
-                else:
-                    value = F.band_hinge(za, zb, self.delta)
+                value = zero if za.shape[0] == 0 or calibrating else F.band_hinge(za, zb, self.delta)
                 terms[f"anchor/{m}-{n}"] = value
                 anchor = anchor + value
             anchor = anchor / len(pairs)
