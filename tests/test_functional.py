@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -147,13 +148,21 @@ def test_gram_volume_hand_values() -> None:
     assert float(F.gram_volume(e[:1], 2 * e[:1])) == pytest.approx(1e-6, rel=1e-6)
 
 
-def test_gram_volume_matrix_matches_per_pair_loop() -> None:
-    a, b, c = randn(5, 4, seed=30), randn(5, 4, seed=31), randn(5, 4, seed=32)
-    v = F.gram_volume_matrix(a, b, c)
+@pytest.mark.parametrize("k", [2, 3, 4, 5])
+def test_gram_volume_matrix_matches_per_pair_loop(k: int) -> None:
+    zs = [randn(5, 6, seed=30 + m) for m in range(k)]
+    v = F.gram_volume_matrix(*zs)
     for i in range(5):
         for j in range(5):
-            expected = math.sqrt(max(gram_det_loop([a[i], b[j], c[j]]), 1e-12))
+            expected = math.sqrt(max(gram_det_loop([zs[0][i]] + [z[j] for z in zs[1:]]), 1e-12))
             assert float(v[i, j]) == pytest.approx(expected, rel=1e-9)
+
+
+def test_gram_volume_matrix_with_collinear_others() -> None:
+    # Identical non-anchor modalities make every C_j singular; the adjugate form stays exact (volume 0).
+    a, b = randn(4, 3, seed=36), randn(4, 3, seed=37)
+    v = F.gram_volume_matrix(a, b, 2 * b)
+    assert float(v.max()) == pytest.approx(1e-6, rel=1e-3)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -325,3 +334,18 @@ def test_chunked_potential_gradcheck() -> None:
 def test_bad_chunk_size() -> None:
     with pytest.raises(ValueError, match="chunk_size: expected >= 1"):
         F.uniformity(torch.randn(5, 3), chunk_size=0)
+
+
+@pytest.mark.parametrize("shape", [(40, 6), (6, 40)])
+@pytest.mark.parametrize("power", [1.0, 2.0])
+def test_spectral_entropy_matches_numpy_svd(shape: tuple[int, int], power: float) -> None:
+    z = randn(*shape, seed=60)
+    x = (z / z.norm(dim=1, keepdim=True)).numpy()
+    x = x - x.mean(0)
+    s = np.linalg.svd(x, compute_uv=False) ** power
+    p = s / s.sum()
+    p = p[p > 0]
+    expected = float(-(p * np.log(p)).sum())
+    assert float(F.spectral_entropy(z, power=power)) == pytest.approx(expected, rel=1e-9)
+    zr = z.clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda v: F.spectral_entropy(v, power=power), (zr,), eps=1e-6, atol=1e-5)

@@ -25,6 +25,12 @@ def spectral_entropy(z: Tensor, *, power: float = 2.0, center: bool = True, eps:
     x = normalize(z)
     if center:
         x = x - x.mean(dim=0, keepdim=True)
-    s = torch.linalg.svdvals(x).pow(power)
+    if power == 2.0:
+        # sigma^2 are the eigenvalues of the smaller of x^T x and x x^T: one matmul and a small eigh
+        # instead of an SVD of the full B x D matrix.
+        small = x.T @ x if x.shape[0] >= x.shape[1] else x @ x.T
+        s = torch.linalg.eigvalsh(small).clamp_min(0.0)
+    else:
+        s = torch.linalg.svdvals(x).pow(power)
     p = s / s.sum().clamp_min(eps)
     return -(p * p.clamp_min(eps).log()).sum()
