@@ -10,6 +10,9 @@ from torch import Tensor
 from .._validation import check_embeddings
 from ..functional._common import accum_dtype
 
+#: Norms whose standard deviation is below this many machine epsilons of their mean count as constant.
+CONSTANT_EPS = 64.0
+
 
 def _norms(h: Tensor) -> Tensor:
     return h.to(accum_dtype(h)).norm(dim=1)
@@ -43,8 +46,10 @@ def norm_stats(h: Tensor) -> dict[str, float]:
 def norm_correlation(ha: Tensor, hb: Tensor) -> float:
     """Pearson correlation between the raw norms of paired rows, ``corr_i(||h_a,i||, ||h_b,i||)``.
 
-    ``nan`` when either modality's norms are constant (the correlation is undefined), e.g. for inputs that
-    are already normalised.
+    ``nan`` when either modality's norms are constant up to rounding (standard deviation below
+    ``64 eps`` of the mean, ``eps`` the machine epsilon of the accumulation dtype), e.g. for inputs that are
+    already normalised: the correlation is undefined there, and a value computed from rounding noise
+    would be meaningless.
 
     Args:
         ha: ``(B, D)`` raw embeddings, ``B >= 2``.
@@ -65,7 +70,8 @@ def norm_correlation(ha: Tensor, hb: Tensor) -> float:
     if ra.dtype != rb.dtype:
         ra, rb = ra.double(), rb.double()
     ca, cb = ra - ra.mean(), rb - rb.mean()
-    den = float(ca.norm() * cb.norm())
-    if den == 0.0:
-        return math.nan
-    return float((ca * cb).sum()) / den
+    floor = CONSTANT_EPS * torch.finfo(ra.dtype).eps
+    for c, r in ((ca, ra), (cb, rb)):
+        if float(c.pow(2).mean().sqrt()) <= floor * float(r.mean()):
+            return math.nan
+    return float((ca * cb).sum() / (ca.norm() * cb.norm()))
