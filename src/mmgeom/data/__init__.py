@@ -8,7 +8,7 @@ Example:
     {'pix': 240, 'fou': 76}
 """
 
-from .datasets import SplitDataset, list_datasets, load_dataset, split_and_standardize
+from .datasets import SplitDataset, dataset_views, list_datasets, load_dataset, split_and_standardize
 from .mfeat import (
     MFEAT_VIEW_DESCRIPTIONS,
     MFEAT_VIEWS,
@@ -34,6 +34,7 @@ __all__ = [
     "SplitDataset",
     "Standardizer",
     "check_fractions",
+    "dataset_views",
     "iterate_batches",
     "list_datasets",
     "load_dataset",

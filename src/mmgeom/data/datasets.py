@@ -5,17 +5,25 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .mfeat import load_mfeat
+from .mfeat import MFEAT_VIEWS, load_mfeat
 from .multiview import MultiViewDataset
 from .split import DEFAULT_FRACTIONS, Split, stratified_split
 from .standardize import Standardizer
 
 _LOADERS: dict[str, Callable[..., MultiViewDataset]] = {"mfeat": load_mfeat}
+_VIEWS: dict[str, tuple[str, ...]] = {"mfeat": tuple(MFEAT_VIEWS)}
 
 
 def list_datasets() -> list[str]:
     """Names accepted by :func:`load_dataset` (and by configs' ``data.dataset``)."""
     return sorted(_LOADERS)
+
+
+def dataset_views(name: str) -> tuple[str, ...]:
+    """The view names of a bundled dataset in their default order, known without loading it."""
+    if name not in _VIEWS:
+        raise ValueError(f"dataset: unknown name {name!r}; available: {list_datasets()}")
+    return _VIEWS[name]
 
 
 def load_dataset(name: str, views: Sequence[str] | None = None) -> MultiViewDataset:
