@@ -1,0 +1,66 @@
+"""Weights in safetensors, written atomically (temporary file in the same folder, then ``os.replace``)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+
+def atomic_save_tensors(
+    path: str | Path, tensors: Mapping[str, Tensor], metadata: Mapping[str, str] | None = None
+) -> Path:
+    """Write ``tensors`` to ``path`` in safetensors format, all or nothing.
+
+    The data goes to a temporary file next to ``path`` that is flushed to disk and then renamed over
+    ``path`` with :func:`os.replace` (atomic on POSIX and Windows). On any error the temporary file is
+    removed and ``path`` keeps its previous content.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        plain = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+        save_file(plain, tmp, metadata=dict(metadata) if metadata else None)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return target
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write a text file all or nothing (temporary file in the same folder, then ``os.replace``)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return target
+
+
+def save_module(path: str | Path, module: nn.Module, metadata: Mapping[str, str] | None = None) -> Path:
+    """Atomically save ``module.state_dict()`` (parameters and buffers) as safetensors."""
+    return atomic_save_tensors(path, module.state_dict(), metadata)
+
+
+def load_tensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Tensor]:
+    """Read a safetensors file into a ``name -> tensor`` dict."""
+    return load_file(str(path), device=str(device))

@@ -1,0 +1,431 @@
+"""The experiment config: pydantic v2 sections, YAML loading, dotted command-line overrides.
+
+Every section forbids unknown keys, so a typo is an error that names its key path::
+
+    ConfigError: invalid config demo.yaml:
+      loss.temprature: unknown key; allowed keys: name, kwargs, use_labels
+
+Example:
+    >>> cfg = load_config("configs/demo.yaml", overrides=["optim.lr=1e-3", "train.steps=200"])
+    >>> cfg.optim.lr
+    0.001
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Iterable, Mapping
+from itertools import combinations
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from ..data import check_fractions, dataset_views, list_datasets
+from ..losses import create_loss, get_loss_class, list_losses
+from ..models import list_heads
+from .errors import ConfigError
+from .yaml_io import dump_yaml, parse_value, read_yaml
+
+
+def _error(message: str, key: str | None = None, path: str | None = None) -> PydanticCustomError:
+    """A validation error whose key path is refined by ``key`` (relative) or replaced by ``path``."""
+    ctx: dict[str, Any] = {"message": message}
+    if key is not None:
+        ctx["key"] = key
+    if path is not None:
+        ctx["path"] = path
+    return PydanticCustomError("config", "{message}", ctx)
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors; assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    """Which dataset and views, and how to split and scale them.
+
+    Attributes:
+        dataset: a bundled dataset name (``"mfeat"``).
+        views: the views to use, in order; ``None`` for all of them.
+        split_seed: seed of the stratified split.
+        fractions: ``(train, val, test)`` fractions, summing to 1.
+        standardize: per-view standardisation with training-split statistics.
+    """
+
+    dataset: str = "mfeat"
+    views: list[str] | None = None
+    split_seed: int = 0
+    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    standardize: bool = True
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, v: str) -> str:
+        if v not in list_datasets():
+            raise ValueError(f"unknown dataset {v!r}; available: {list_datasets()}")
+        return v
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        try:
+            return check_fractions(v)
+        except ValueError as err:
+            raise ValueError(str(err).removeprefix("fractions: ")) from None
+
+    @model_validator(mode="after")
+    def _known_views(self) -> DataConfig:
+        if self.views is not None:
+            available = dataset_views(self.dataset)
+            if len(self.views) < 2:
+                raise _error(f"expected at least two views to align, got {self.views}", key="views")
+            for v in self.views:
+                if v not in available:
+                    raise _error(
+                        f"unknown view {v!r} of {self.dataset}; available: {list(available)}", key="views"
+                    )
+            if len(set(self.views)) != len(self.views):
+                raise _error(f"a view is listed twice: {self.views}", key="views")
+        return self
+
+    def view_names(self) -> tuple[str, ...]:
+        """The selected views (all of the dataset's when ``views`` is ``None``)."""
+        return tuple(self.views) if self.views is not None else dataset_views(self.dataset)
+
+
+class ModelConfig(Section):
+    """One projection head per view into a shared ``out_dim``-dimensional space.
+
+    Attributes:
+        head: registered head kind, ``"mlp"`` or ``"linear"``.
+        out_dim: dimension of the shared space.
+        hidden: hidden width (mlp).
+        depth: number of linear layers (mlp).
+        dropout: dropout after hidden activations (mlp).
+        layer_norm: LayerNorm after hidden linear layers (mlp).
+        activation: ``gelu``, ``relu``, ``silu`` or ``tanh`` (mlp).
+    """
+
+    head: str = "mlp"
+    out_dim: int = Field(default=64, ge=1)
+    hidden: int = Field(default=256, ge=1)
+    depth: int = Field(default=2, ge=1)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    layer_norm: bool = True
+    activation: Literal["gelu", "relu", "silu", "tanh"] = "gelu"
+
+    @field_validator("head")
+    @classmethod
+    def _known_head(cls, v: str) -> str:
+        if v not in list_heads():
+            raise ValueError(f"unknown head {v!r}; registered heads: {list_heads()}")
+        return v
+
+    def head_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`mmgeom.models.create_head` (beyond in/out dims)."""
+        if self.head == "linear":
+            return {}
+        return {
+            "hidden": self.hidden,
+            "depth": self.depth,
+            "dropout": self.dropout,
+            "layer_norm": self.layer_norm,
+            "activation": self.activation,
+        }
+
+
+def _accepted_arguments(cls: type) -> tuple[list[str], bool]:
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # type: ignore[misc]
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return names, any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+class LossConfig(Section):
+    """A registered loss and its constructor arguments: ``create_loss(name, **kwargs)``.
+
+    Attributes:
+        name: a registered loss name (``mmgeom losses`` lists them).
+        kwargs: constructor arguments; checked against the loss's signature and by building it once.
+        use_labels: pass the class labels to the loss (multi-positive / supervised variants).
+    """
+
+    name: str = "infonce"
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    use_labels: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _known_loss(cls, v: str) -> str:
+        if v not in list_losses():
+            raise ValueError(f"unknown loss {v!r}; registered losses: {list_losses()}")
+        return v
+
+    @model_validator(mode="after")
+    def _kwargs_build(self) -> LossConfig:
+        loss_cls = get_loss_class(self.name)
+        accepted, open_ended = _accepted_arguments(loss_cls)
+        if not open_ended:
+            for key in self.kwargs:
+                if key not in accepted:
+                    close = difflib.get_close_matches(key, accepted, n=1)
+                    hint = f"did you mean {close[0]!r}? " if close else ""
+                    raise _error(
+                        f"{self.name} has no argument {key!r}; {hint}accepted: {', '.join(accepted)}",
+                        key=f"kwargs.{key}",
+                    )
+        try:
+            create_loss(self.name, **self.kwargs)
+        except (ValueError, TypeError) as err:
+            raise _error(f"{self.name}: {err}", key="kwargs") from None
+        return self
+
+
+class OptimConfig(Section):
+    """AdamW with linear warm-up then cosine decay (or constant), and gradient-norm clipping.
+
+    Attributes:
+        lr: peak learning rate.
+        weight_decay: AdamW decoupled weight decay.
+        betas: AdamW betas.
+        warmup_steps: linear warm-up length (``<= train.steps``).
+        schedule: ``"cosine"`` decay to ``min_lr`` after warm-up, or ``"constant"``.
+        min_lr: floor of the cosine decay (``<= lr``).
+        grad_clip: max global gradient L2 norm; ``None`` disables clipping.
+    """
+
+    lr: float = Field(default=1e-3, gt=0.0)
+    weight_decay: float = Field(default=0.01, ge=0.0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = Field(default=0, ge=0)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    min_lr: float = Field(default=0.0, ge=0.0)
+    grad_clip: float | None = Field(default=1.0, gt=0.0)
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= b < 1.0 for b in v):
+            raise ValueError(f"expected two values in [0, 1), got {list(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _min_lr(self) -> OptimConfig:
+        if self.min_lr > self.lr:
+            raise _error(f"min_lr={self.min_lr} exceeds lr={self.lr}", key="min_lr")
+        return self
+
+
+class TrainConfig(Section):
+    """Loop length, batch, seed and logging cadence.
+
+    Attributes:
+        steps: optimizer updates.
+        batch_size: rows per batch (>= 2: contrastive losses need negatives).
+        seed: seeds model initialisation, batch order and dropout.
+        eval_every: evaluate every N steps; 0 evaluates only before training and at the end.
+        eval_before: evaluate the untrained model at step 0.
+        log_every: write a ``train`` event (losses averaged since the previous one) every N steps.
+        progress: show a tqdm progress bar.
+        device: torch device string.
+    """
+
+    steps: int = Field(default=500, ge=1)
+    batch_size: int = Field(default=256, ge=2)
+    seed: int = 0
+    eval_every: int = Field(default=0, ge=0)
+    eval_before: bool = True
+    log_every: int = Field(default=10, ge=1)
+    progress: bool = True
+    device: str = "cpu"
+
+
+class EvalConfig(Section):
+    """Cross-view instance retrieval (the same row is the positive) and geometry diagnostics.
+
+    Attributes:
+        split: ``"val"`` or ``"test"``.
+        pairs: ``"all"`` view pairs, or an explicit list of ``[query_view, gallery_view]``.
+        directions: ``"both"`` (query→gallery and gallery→query, and their mean) or ``"forward"``.
+        ks: cut-offs for hit@K.
+        diagnostics: also run :func:`mmgeom.geometry.diagnose` on the embeddings.
+    """
+
+    split: Literal["val", "test"] = "val"
+    pairs: Literal["all"] | list[tuple[str, str]] = "all"
+    directions: Literal["both", "forward"] = "both"
+    ks: list[int] = Field(default_factory=lambda: [1, 5, 10])
+    diagnostics: bool = True
+
+    @field_validator("ks")
+    @classmethod
+    def _ks(cls, v: list[int]) -> list[int]:
+        if not v or any(k < 1 for k in v):
+            raise ValueError(f"expected a non-empty list of integers >= 1, got {v}")
+        return sorted(set(v))
+
+    def resolve_pairs(self, views: Iterable[str]) -> list[tuple[str, str]]:
+        """The ``(query, gallery)`` pairs to score, in the forward direction."""
+        names = list(views)
+        if self.pairs == "all":
+            return list(combinations(names, 2))
+        return [(q, g) for q, g in self.pairs]
+
+
+class RunConfig(Section):
+    """Where results go.
+
+    Attributes:
+        name: run name; the default directory is ``runs/<name>-<timestamp>``.
+        out_dir: explicit run directory (the CLI's ``--out`` overrides it).
+        save_weights: write ``model.safetensors`` at the end.
+    """
+
+    name: str = "run"
+    out_dir: str | None = None
+    save_weights: bool = True
+
+
+class ExperimentConfig(Section):
+    """The whole experiment: ``data``, ``model``, ``loss``, ``optim``, ``train``, ``eval``, ``run``."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+
+    @model_validator(mode="after")
+    def _cross_section(self) -> ExperimentConfig:
+        if self.optim.warmup_steps > self.train.steps:
+            raise _error(
+                f"warmup_steps={self.optim.warmup_steps} exceeds train.steps={self.train.steps}",
+                path="optim.warmup_steps",
+            )
+        views = self.data.view_names()
+        for q, g in self.eval.resolve_pairs(views):
+            for v in (q, g):
+                if v not in views:
+                    raise _error(f"view {v!r} is not among the data views {list(views)}", path="eval.pairs")
+            if q == g:
+                raise _error(f"a pair needs two different views, got [{q}, {g}]", path="eval.pairs")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-compatible dict (tuples as lists): what ``config.yaml`` holds."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        """The resolved config as YAML text (loads back to an equal config)."""
+        return dump_yaml(self.to_dict())
+
+
+# ----------------------------------------------------------------------------------------- loading
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str] | None:
+    model: Any = ExperimentConfig
+    for part in loc[:-1]:
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            return None
+        model = fields[part].annotation
+    fields = getattr(model, "model_fields", None)
+    return list(fields) if fields is not None else None
+
+
+def format_validation_error(err: ValidationError) -> list[str]:
+    """One ``"key.path: message"`` line per error, with the full key path and a spelling hint."""
+    lines = []
+    for e in err.errors():
+        loc: tuple[Any, ...] = tuple(x for x in e["loc"] if not (isinstance(x, str) and "[" in x))
+        ctx = e.get("ctx") or {}
+        if "path" in ctx:
+            loc = tuple(str(ctx["path"]).split("."))
+        elif "key" in ctx:
+            loc = (*loc, *str(ctx["key"]).split("."))
+        path = ".".join(str(x) for x in loc) or "<top level>"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_keys(loc) or []
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            msg = f"unknown key; {hint}allowed keys: {', '.join(allowed)}"
+        elif msg.startswith("Value error, "):
+            msg = msg.removeprefix("Value error, ")
+        lines.append(f"{path}: {msg}")
+    return lines
+
+
+def config_from_dict(raw: Any, source: str | None = None) -> ExperimentConfig:
+    """Validate a plain dict.
+
+    Raises:
+        ConfigError: listing each offending key path.
+    """
+    where = f"invalid config {source}" if source else "invalid config"
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return ExperimentConfig.model_validate(dict(raw))
+    except ValidationError as err:
+        lines = format_validation_error(err)
+        raise ConfigError(f"{where}:\n  " + "\n  ".join(lines)) from None
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``"section.key=value"`` overrides to a raw config dict (values parsed as YAML).
+
+    Intermediate sections are created when absent; unknown keys are left for validation to report.
+
+    Raises:
+        ConfigError: an override without ``=``, with an empty key part, or that descends into a value.
+    """
+    out: dict[str, Any] = _deep_copy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        parts = key.split(".")
+        if not sep or not key or any(not p for p in parts):
+            raise ConfigError(f"override {item!r}: expected KEY.PATH=VALUE, e.g. optim.lr=1e-3")
+        try:
+            value = parse_value(text)
+        except ValueError as err:
+            raise ConfigError(f"override {item!r}: {err}") from None
+        node = out
+        for i, p in enumerate(parts[:-1]):
+            child = node.get(p)
+            if child is None:
+                child = node[p] = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {'.'.join(parts[: i + 1])} is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _deep_copy(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentConfig:
+    """Read a YAML config, apply dotted overrides, validate.
+
+    Raises:
+        ConfigError: unreadable file, invalid YAML, bad override or invalid values (with key paths).
+    """
+    try:
+        raw = read_yaml(path)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if raw is not None and not isinstance(raw, Mapping):
+        raise ConfigError(f"invalid config {path}: expected a mapping of sections, got {type(raw).__name__}")
+    return config_from_dict(apply_overrides(raw or {}, overrides), str(path))
