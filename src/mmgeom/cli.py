@@ -1,0 +1,248 @@
+"""The ``mmgeom`` command line: ``train``, ``demo`` and ``losses``.
+
+User errors (a bad config key, a missing data package, a non-finite loss) print one message and exit
+with status 2 (1 for a run that diverged); set ``MMGEOM_DEBUG=1`` to see the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .data import DataUnavailableError
+from .losses import get_loss_class, list_losses
+from .train import (
+    ConfigError,
+    ExperimentConfig,
+    NonFiniteLossError,
+    Trainer,
+    TrainResult,
+    demo_config,
+    diagnostic_summary,
+    list_packaged_configs,
+    load_config,
+    packaged_config_path,
+    pair_rows,
+)
+from .train.demo import DIAGNOSTIC_SUMMARY, PAIR_METRICS
+from .version import __version__
+
+app = typer.Typer(
+    name="mmgeom",
+    help="Geometry-aware multimodal representation learning: train, evaluate, list losses.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+T = TypeVar("T")
+
+#: Exit status of user errors (bad config, missing data) — the same as command-line usage errors.
+EXIT_USAGE = 2
+#: Exit status of a run stopped by a non-finite loss.
+EXIT_DIVERGED = 1
+
+
+def _guard(fn: Callable[[], T]) -> T:
+    """Run ``fn``; report user errors as one line on stderr and exit, without a traceback."""
+    try:
+        return fn()
+    except NonFiniteLossError as e:
+        if os.environ.get("MMGEOM_DEBUG"):
+            raise
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(EXIT_DIVERGED) from None
+    except (ConfigError, DataUnavailableError, ValueError) as e:
+        if os.environ.get("MMGEOM_DEBUG"):
+            raise
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mmgeom {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Geometry-aware multimodal representation learning: train, evaluate, list losses."""
+
+
+# ------------------------------------------------------------------------------------------ report
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _pairs_table(result: TrainResult, cfg: ExperimentConfig) -> Table:
+    after = result.final_eval
+    before = result.initial_eval
+    pairs = cfg.eval.resolve_pairs(cfg.data.view_names())
+    rows = pair_rows(before or {}, after, pairs, cfg.eval.directions, PAIR_METRICS)
+    n = round(1.0 / float(after["chance/hit@1"]))
+    how = "mean of both directions" if cfg.eval.directions == "both" else "query view -> gallery view"
+    stages = "untrained -> trained" if before else "trained"
+    title = f"Cross-view retrieval on the {cfg.eval.split} split ({stages})"
+    caption = (
+        f"instance-level: each of the {n} {cfg.eval.split} digits seen in one view must find itself among "
+        f"the {n} in the other view; {how}; chance hit@1 = 1/{n} = {1.0 / n:.4f}"
+    )
+    table = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
+    table.add_column("view pair", no_wrap=True)
+    for m in PAIR_METRICS:
+        table.add_column("mAP" if m == "map" else m, justify="right", no_wrap=True)
+
+    def cell(row_before: dict[str, float], row_after: dict[str, float], m: str) -> str:
+        a = row_after.get(m)
+        return f"{_fmt(row_before.get(m))} → {_fmt(a)}" if before else _fmt(a)
+
+    for r in rows:
+        table.add_row(r.pair, *(cell(r.before, r.after, m) for m in PAIR_METRICS))
+    mean_before = {m: float(before[f"retrieval/mean/{m}"]) for m in PAIR_METRICS} if before else {}
+    mean_after = {m: float(after[f"retrieval/mean/{m}"]) for m in PAIR_METRICS}
+    table.add_section()
+    table.add_row("mean", *(cell(mean_before, mean_after, m) for m in PAIR_METRICS), style="bold")
+    return table
+
+
+def _diagnostics_table(result: TrainResult) -> Table | None:
+    after = diagnostic_summary(result.final_eval)
+    if not after:
+        return None
+    before = diagnostic_summary(result.initial_eval) if result.initial_eval else {}
+    table = Table(title="Geometry diagnostics (mmgeom.geometry.diagnose)", title_justify="left")
+    table.add_column("diagnostic", no_wrap=True)
+    if before:
+        table.add_column("untrained", justify="right")
+    table.add_column("trained", justify="right")
+    table.add_column("meaning")
+    for label, (_, meaning) in DIAGNOSTIC_SUMMARY.items():
+        if label in after:
+            values = ([_fmt(before.get(label))] if before else []) + [_fmt(after[label])]
+            table.add_row(label, *values, meaning)
+    return table
+
+
+def _print_report(console: Console, result: TrainResult, cfg: ExperimentConfig, wall: float) -> None:
+    console.print(_pairs_table(result, cfg))
+    diag = _diagnostics_table(result)
+    if diag is not None:
+        console.print(diag)
+    if result.history:
+        first, last = result.history[0]["loss"], result.history[-1]["loss"]
+        console.print(
+            f"loss ({cfg.loss.name}): {first:.4f} (first {cfg.train.log_every} steps) -> {last:.4f} "
+            f"(last {cfg.train.log_every})"
+        )
+    console.print(f"{result.steps} steps in {wall:.1f} s; run directory: {result.run_dir}", highlight=False)
+    console.print(
+        "  config.yaml, metrics.jsonl" + (f", {result.weights.name}" if result.weights else ""),
+        highlight=False,
+    )
+
+
+def _train_and_report(cfg: ExperimentConfig, out: Path | None, progress: bool) -> None:
+    console = Console()
+    start = time.perf_counter()
+    trainer = _guard(lambda: Trainer(cfg, out, progress=progress))
+    result = _guard(trainer.fit)
+    _print_report(console, result, cfg, time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------------------------------- commands
+
+_SET_HELP = "Override a config value, e.g. --set optim.lr=1e-3 (values are YAML; repeatable)."
+
+
+@app.command("train")
+def train_command(
+    config: Annotated[
+        str, typer.Argument(metavar="CONFIG", help="YAML config file, or a packaged config's name (demo).")
+    ],
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", "-s", metavar="KEY=VALUE", help=_SET_HELP)
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", metavar="DIR", help="Run directory (default runs/<name>-<time>)."),
+    ] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the progress bar.")] = True,
+) -> None:
+    """Train from a YAML config; writes config.yaml, metrics.jsonl and model.safetensors to the run dir."""
+
+    def load() -> ExperimentConfig:
+        path = Path(config)
+        if not path.exists():
+            if config.removesuffix(".yaml") in list_packaged_configs():
+                path = packaged_config_path(config)
+            else:
+                raise ConfigError(
+                    f"{config}: config file not found (packaged: {', '.join(list_packaged_configs())})"
+                )
+        return load_config(path, overrides or [])
+
+    _train_and_report(_guard(load), out, progress)
+
+
+@app.command("demo")
+def demo_command(
+    steps: Annotated[
+        int | None,
+        typer.Option("--steps", min=1, metavar="N", help="Training steps (default: the config's)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", metavar="DIR", help="Run directory (default runs/demo-<time>)."),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", "-s", metavar="KEY=VALUE", help=_SET_HELP)
+    ] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the progress bar.")] = True,
+) -> None:
+    """Align the six real views of UCI Multiple Features with InfoNCE; retrieval before vs after."""
+    cfg = _guard(lambda: demo_config(steps, overrides or []))
+    console = Console()
+    views = cfg.data.view_names()
+    console.print(
+        f"mmgeom demo: {len(views)} views of UCI Multiple Features ({', '.join(views)}), "
+        f"loss {cfg.loss.name} {cfg.loss.kwargs}, {cfg.model.head} heads -> {cfg.model.out_dim}-d, "
+        f"{cfg.train.steps} steps of batch {cfg.train.batch_size}",
+        highlight=False,
+        markup=False,
+    )
+    _train_and_report(cfg, out, progress)
+
+
+@app.command("losses")
+def losses_command() -> None:
+    """List the registered losses (the names configs use in loss.name)."""
+    table = Table(title="Registered losses", title_justify="left")
+    table.add_column("name", no_wrap=True)
+    table.add_column("class", no_wrap=True)
+    table.add_column("summary")
+    for name in list_losses():
+        cls = get_loss_class(name)
+        paragraph = (cls.__doc__ or "").strip().split("\n\n")[0]
+        table.add_row(name, cls.__name__, " ".join(line.strip() for line in paragraph.splitlines()))
+    Console().print(table)
+
+
+def main(argv: Sequence[str] | None = None) -> Any:
+    """Console entry point (``mmgeom``); ``argv`` defaults to ``sys.argv[1:]``."""
+    return app(args=list(argv) if argv is not None else sys.argv[1:], prog_name="mmgeom")
