@@ -1,0 +1,40 @@
+"""Exact chunked top-k retrieval, an optional FAISS backend and retrieval metrics.
+
+* :func:`topk` — exact top-k by blocked matrix multiply (torch or FAISS ``IndexFlatIP``), cosine, dot or
+  L2Dir magnitude scoring, deterministic ties (equal scores: lower gallery index first);
+* :func:`retrieval_metrics` — hit@K (CLIP's R@K), recall@K, precision@K, MRR, mAP, nDCG@K, median and
+  mean rank of the first positive, from the ranks of the positives, chunked over queries;
+* relevance helpers — :func:`relevance_from_labels`, :func:`as_relevance`;
+* :func:`approximate_topk` — FAISS IVF/HNSW search that reports its recall@k against exact search.
+"""
+
+from .faiss_backend import ApproximateResult, approximate_topk, import_faiss
+from .metrics import metrics_from_ranks, retrieval_metrics
+from .ranks import iter_positive_ranks
+from .relevance import (
+    IndexRelevance,
+    LabelRelevance,
+    MaskRelevance,
+    Relevance,
+    as_relevance,
+    relevance_from_labels,
+)
+from .rescore import RESCORE_MARGIN
+from .topk import topk
+
+__all__ = [
+    "RESCORE_MARGIN",
+    "ApproximateResult",
+    "IndexRelevance",
+    "LabelRelevance",
+    "MaskRelevance",
+    "Relevance",
+    "approximate_topk",
+    "as_relevance",
+    "import_faiss",
+    "iter_positive_ranks",
+    "metrics_from_ranks",
+    "relevance_from_labels",
+    "retrieval_metrics",
+    "topk",
+]

@@ -1,0 +1,37 @@
+"""Chunk sizes from a memory budget (not public API).
+
+The memory model, in bytes, with ``s`` the compute itemsize (4, or 8 for float64) and ``D`` the dimension:
+
+* top-k (torch backend): ``2 * cg * D * s`` for the converted and the scaled gallery chunk, plus
+  ``cq * cg * s`` for the score block; the whole query matrix ``N_q * D * s`` and the running top-k
+  ``N_q * c * (s + 8)`` come on top (``c = k + 8`` candidates).
+* ranks / metrics: ``cq * N_g * s`` for the full score rows of one query chunk, plus one gallery chunk
+  ``cg * D * s``, plus the per-gallery scale vector ``N_g * s``.
+"""
+
+from __future__ import annotations
+
+#: Default budget for the chunk buffers when ``max_memory_mb`` is None.
+DEFAULT_MEMORY_MB = 256.0
+
+# Measured on a 2-core AVX-512 machine (benchmarks/bench_retrieval.py): MKL's sgemm stays at its peak
+# for these block shapes, and a score block of this size is still cheap to scan.
+MAX_GALLERY_CHUNK = 8192
+MAX_QUERY_CHUNK = 1024
+MIN_QUERY_CHUNK = 64
+
+
+def topk_chunks(n_q: int, n_g: int, d: int, itemsize: int, budget: int) -> tuple[int, int]:
+    """``(query_chunk, gallery_chunk)`` for the blocked top-k within ``budget`` bytes."""
+    cg = max(1, min(n_g, MAX_GALLERY_CHUNK, budget // (4 * d * itemsize)))
+    left = budget - 2 * cg * d * itemsize
+    cq = max(1, min(n_q, MAX_QUERY_CHUNK, left // (cg * itemsize)))
+    return cq, cg
+
+
+def rank_chunks(n_q: int, n_g: int, d: int, itemsize: int, budget: int) -> tuple[int, int]:
+    """``(query_chunk, gallery_chunk)`` for rank computation: full score rows of ``cq`` queries."""
+    cg = max(1, min(n_g, MAX_GALLERY_CHUNK, budget // (8 * d * itemsize)))
+    left = budget - cg * d * itemsize - n_g * itemsize
+    cq = max(1, min(n_q, MAX_QUERY_CHUNK, left // (2 * n_g * itemsize)))
+    return cq, cg

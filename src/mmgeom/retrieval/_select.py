@@ -1,0 +1,180 @@
+"""Tie-aware top-k selection and the running top-k merge of a score block (not public API).
+
+The order everywhere is: higher score first, and among equal scores the lower gallery index first.
+``torch.topk`` alone does not promise anything about ties, so every selection checks whether a tie
+straddles its boundary (the (k+1)-th value equals the k-th) and settles those rows with a stable sort.
+
+A block ``S`` of shape ``(r, w)`` is merged into a running top-k with two cheap passes:
+
+* group maxima: the first ``G * (w // G)`` columns are split into ``n = w // G`` strided groups
+  ``{g, g + n, g + 2n, ...}``; ``amax`` over that view is one vectorised pass over ``S``;
+* *sparse* path (the usual case once the running top-k is warm): only groups whose maximum beats the
+  running k-th score ``theta`` can contribute, and only their elements ``> theta`` are gathered;
+* *dense* path (the first block, or blocks where many groups beat ``theta``): the k best groups hold the
+  block's top-k (their maxima dominate every other group), so only ``G * k`` candidates reach ``topk``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+#: Index given to empty slots of a running top-k; real gallery indices are always smaller.
+SENTINEL = 2**62
+
+
+def order_by_score_then_index(values: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+    """Sort each row by (value descending, index ascending)."""
+    by_index = torch.argsort(index, dim=1, stable=True)
+    v = values.gather(1, by_index)
+    i = index.gather(1, by_index)
+    s = torch.sort(v, dim=1, descending=True, stable=True)
+    return s.values, i.gather(1, s.indices)
+
+
+def select(values: Tensor, index: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The ``k`` best entries of each row under (value desc, index asc); rows unordered within the k.
+
+    Args:
+        values: ``(r, n)`` scores, ``n >= k``.
+        index: ``(r, n)`` gallery indices, distinct within a row.
+        k: how many to keep.
+    """
+    n = values.shape[1]
+    if n <= k:
+        return values, index
+    top, pos = torch.topk(values, k + 1, dim=1, sorted=True)
+    v, i = top[:, :k], index.gather(1, pos[:, :k])
+    tied = (top[:, k] == top[:, k - 1]).nonzero().flatten()
+    if tied.numel():
+        tv, ti = order_by_score_then_index(values[tied], index[tied])
+        v, i = v.clone(), i.clone()
+        v[tied], i[tied] = tv[:, :k], ti[:, :k]
+    return v, i
+
+
+def _columns(offset: int, start: int, stop: int, rows: int, device: torch.device) -> Tensor:
+    return (offset + torch.arange(start, stop, device=device)).expand(rows, stop - start)
+
+
+def merge_block(
+    block: Tensor,
+    offset: int,
+    run_values: Tensor,
+    run_index: Tensor,
+    k: int,
+    group: int = 32,
+) -> tuple[Tensor, Tensor]:
+    """Merge a score block into a running top-k.
+
+    Args:
+        block: ``(r, w)`` scores of ``r`` queries against gallery rows ``offset .. offset + w - 1``.
+        offset: gallery index of the block's first column; every index already in the running top-k
+            must be smaller (blocks arrive in gallery order).
+        run_values: ``(r, k)`` running best scores (``-inf`` in empty slots).
+        run_index: ``(r, k)`` their gallery indices (``SENTINEL + j`` in empty slots).
+        k: size of the running top-k.
+        group: group length ``G`` of the prefilter.
+
+    Returns:
+        The new ``(run_values, run_index)`` (fresh tensors; rows unordered within the k).
+    """
+    r, w = block.shape
+    dev = block.device
+    n_groups = w // group
+    if n_groups <= k:  # narrow block: every column is a candidate
+        return select(
+            torch.cat([run_values, block], 1), torch.cat([run_index, _columns(offset, 0, w, r, dev)], 1), k
+        )
+    body = block[:, : n_groups * group].view(r, group, n_groups)
+    gmax = body.amax(dim=1)
+    theta = run_values.amin(dim=1, keepdim=True)
+    hits = (gmax > theta).nonzero()
+    if hits.shape[0] > r * k:
+        return _merge_dense(block, body, gmax, offset, run_values, run_index, k)
+    return _merge_sparse(block, body, hits, theta, offset, run_values, run_index, k)
+
+
+def _merge_dense(
+    block: Tensor,
+    body: Tensor,
+    gmax: Tensor,
+    offset: int,
+    run_values: Tensor,
+    run_index: Tensor,
+    k: int,
+) -> tuple[Tensor, Tensor]:
+    r, w = block.shape
+    _, group, n_groups = body.shape
+    dev = block.device
+    top, gid = torch.topk(gmax, k + 1, dim=1, sorted=True)
+    gid = gid[:, :k]
+    cand = body.gather(2, gid[:, None, :].expand(r, group, k)).reshape(r, group * k)
+    strides = (torch.arange(group, device=dev) * n_groups)[None, :, None]
+    cand_index = (gid[:, None, :] + strides).reshape(r, group * k) + offset
+    parts_v, parts_i = [run_values, cand], [run_index, cand_index]
+    if n_groups * group < w:  # the tail columns that do not fill a group are all candidates
+        parts_v.append(block[:, n_groups * group :])
+        parts_i.append(_columns(offset, n_groups * group, w, r, dev))
+    values, index = select(torch.cat(parts_v, 1), torch.cat(parts_i, 1), k)
+    # A tie between the k-th and (k+1)-th group maxima leaves the choice of groups open: redo those
+    # rows over the whole block.
+    tied = (top[:, k] == top[:, k - 1]).nonzero().flatten()
+    if tied.numel():
+        tv, ti = select(
+            torch.cat([run_values[tied], block[tied]], 1),
+            torch.cat([run_index[tied], _columns(offset, 0, w, tied.numel(), dev)], 1),
+            k,
+        )
+        values, index = values.clone(), index.clone()
+        values[tied], index[tied] = tv, ti
+    return values, index
+
+
+def _merge_sparse(
+    block: Tensor,
+    body: Tensor,
+    hits: Tensor,
+    theta: Tensor,
+    offset: int,
+    run_values: Tensor,
+    run_index: Tensor,
+    k: int,
+) -> tuple[Tensor, Tensor]:
+    # An element equal to theta loses to all k running entries (equal or higher score, lower index),
+    # so only elements strictly above theta can enter.
+    r, w = block.shape
+    _, group, n_groups = body.shape
+    dev = block.device
+    rows, gids = hits[:, 0], hits[:, 1]
+    vals = body[rows, :, gids]  # (L, G)
+    keep = (vals > theta[rows]).nonzero()
+    e_row = rows[keep[:, 0]]
+    e_val = vals[keep[:, 0], keep[:, 1]]
+    e_idx = offset + keep[:, 1] * n_groups + gids[keep[:, 0]]
+    if n_groups * group < w:
+        tail = block[:, n_groups * group :]
+        t_keep = (tail > theta).nonzero()
+        if t_keep.numel():
+            e_row = torch.cat([e_row, t_keep[:, 0]])
+            e_val = torch.cat([e_val, tail[t_keep[:, 0], t_keep[:, 1]]])
+            e_idx = torch.cat([e_idx, offset + n_groups * group + t_keep[:, 1]])
+    if e_row.numel() == 0:
+        return run_values, run_index
+    order = torch.argsort(e_row, stable=True)
+    e_row, e_val, e_idx = e_row[order], e_val[order], e_idx[order]
+    counts = torch.bincount(e_row, minlength=r)
+    active = counts.nonzero().flatten()
+    width = int(counts.max())
+    slot = torch.full((r,), -1, dtype=torch.long, device=dev)
+    slot[active] = torch.arange(active.numel(), device=dev)
+    first = torch.cumsum(counts, 0) - counts
+    pos = torch.arange(e_row.numel(), device=dev) - first[e_row]
+    pad_v = torch.full((active.numel(), width), float("-inf"), dtype=block.dtype, device=dev)
+    pad_i = (SENTINEL + k + torch.arange(width, device=dev)).expand(active.numel(), width).clone()
+    pad_v[slot[e_row], pos] = e_val
+    pad_i[slot[e_row], pos] = e_idx
+    nv, ni = select(torch.cat([run_values[active], pad_v], 1), torch.cat([run_index[active], pad_i], 1), k)
+    values, index = run_values.clone(), run_index.clone()
+    values[active], index[active] = nv, ni
+    return values, index

@@ -1,0 +1,145 @@
+"""Exact top-k retrieval by blocked matrix multiply with a running top-k merge."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .._validation import check_choice
+from ._inputs import (
+    BACKENDS,
+    Embeddings,
+    Scoring,
+    check_chunk_size,
+    check_dims,
+    check_k,
+    check_memory,
+    check_scoring,
+    chunk_ranges,
+    prepare_query,
+    scale_gallery_chunk,
+)
+from ._plan import DEFAULT_MEMORY_MB, topk_chunks
+from ._select import SENTINEL, merge_block
+from .rescore import candidate_count, rescore_candidates
+
+
+def topk(
+    query: Tensor | np.ndarray,
+    gallery: Tensor | np.ndarray,
+    k: int,
+    chunk_size: int | tuple[int, int] | None = None,
+    backend: str = "torch",
+    metric: str = "cosine",
+    gallery_magnitudes: Tensor | np.ndarray | None = None,
+    max_memory_mb: float | None = None,
+    progress: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Exact top-``k`` gallery items for every query.
+
+    Scores are ``<q/|q|, g/|g|>`` (``metric="cosine"``), ``<q, g>`` (``"dot"``) or L2Dir's magnitude
+    scoring ``<q/|q|, r_d g/|g|>`` when ``gallery_magnitudes`` ``r`` is given (cosine only; only the
+    candidate's magnitude can change a ranking, the query's cannot).
+
+    The gallery is streamed in chunks (numpy memmaps are converted chunk by chunk, never whole). Each
+    (query chunk, gallery chunk) block is one float32 matrix multiply (float64 for float64 inputs;
+    fp16/bf16 rows are converted to float32 first), merged into a running top-``(k + 8)``. The
+    candidates are then rescored exactly (float64 accumulation, see :mod:`mmgeom.retrieval.rescore`)
+    and ordered.
+
+    Tie rule: results are sorted by the returned score, descending; equal scores are ordered by
+    gallery index, lower first (exact duplicate gallery rows come out in index order). The ``torch`` and
+    ``faiss`` backends return identical scores and indices. The search is exact in float64 unless more
+    than 8 gallery items lie within float32 rounding (~1e-7 relative) of the k-th score.
+
+    Memory: about ``max_memory_mb`` (default 256) for the blocks, plus the float32 query matrix and the
+    ``(N_q, k + 8)`` running top-k; see ``docs/retrieval.md``.
+
+    Args:
+        query: ``(N_q, D)`` query embeddings (tensor or numpy array).
+        gallery: ``(N_g, D)`` gallery embeddings (tensor, numpy array or memmap).
+        k: results per query, ``1 <= k <= N_g``.
+        chunk_size: ``None`` (from the memory budget), an int (query and gallery chunk length) or a
+            ``(query_chunk, gallery_chunk)`` pair.
+        backend: ``"torch"`` or ``"faiss"`` (needs ``pip install 'mmgeom[faiss]'``).
+        metric: ``"cosine"`` or ``"dot"``.
+        gallery_magnitudes: optional ``(N_g,)`` non-negative magnitudes ``r_d`` (magnitude scoring).
+        max_memory_mb: budget for the chunk buffers when ``chunk_size`` is None.
+        progress: show a tqdm progress bar over gallery chunks.
+
+    Returns:
+        ``(scores, indices)``, each ``(N_q, k)``: float32 scores (float64 for float64 inputs) and int64
+        gallery indices, on the query's device.
+
+    Example:
+        >>> g = torch.randn(1000, 64)
+        >>> scores, idx = topk(g[:5], g, k=3)
+        >>> idx[:, 0].tolist()
+        [0, 1, 2, 3, 4]
+    """
+    check_choice(backend, "backend", BACKENDS)
+    q_src = Embeddings(query, "query")
+    g_src = Embeddings(gallery, "gallery")
+    check_dims(q_src, g_src)
+    k = check_k(k, g_src.n)
+    scoring = check_scoring(metric, gallery_magnitudes, g_src.n)
+    chunks = check_chunk_size(chunk_size)
+    budget = check_memory(max_memory_mb, DEFAULT_MEMORY_MB)
+    out_dtype = torch.float64 if torch.float64 in (q_src.dtype, g_src.dtype) else torch.float32
+    # Mixed float64/float32 inputs compute in float64 throughout.
+    if out_dtype == torch.float64:
+        q_src.compute_dtype = g_src.compute_dtype = torch.float64
+    q = prepare_query(q_src, scoring)
+    c = candidate_count(k, g_src.n)
+    with torch.inference_mode():
+        if backend == "faiss":
+            from .faiss_backend import faiss_candidates
+
+            cand = faiss_candidates(q, g_src, c, scoring, chunks, budget, progress)
+        else:
+            cand = torch_candidates(q, g_src, c, scoring, chunks, budget, progress)
+        return rescore_candidates(q_src, g_src, cand, k, scoring, out_dtype, budget)
+
+
+def torch_candidates(
+    q: Tensor,
+    gallery: Embeddings,
+    c: int,
+    scoring: Scoring,
+    chunks: tuple[int, int] | None,
+    budget: int,
+    progress: bool = False,
+) -> Tensor:
+    """``(N_q, c)`` gallery indices of each query's top-``c`` under the float32 block scores.
+
+    Args:
+        q: ``(N_q, D)`` prepared queries (compute dtype, normalised for cosine).
+        gallery: the gallery source.
+        c: candidates per query.
+        scoring: metric and optional magnitudes.
+        chunks: explicit ``(query_chunk, gallery_chunk)`` or None for the budget.
+        budget: memory budget in bytes.
+        progress: show a progress bar.
+    """
+    n_q, d = q.shape
+    itemsize = q.element_size()
+    cq, cg = chunks if chunks is not None else topk_chunks(n_q, gallery.n, d, itemsize, budget)
+    cq, cg = min(cq, n_q), min(cg, gallery.n)
+    run_values = torch.full((n_q, c), float("-inf"), dtype=q.dtype, device=q.device)
+    run_index = (SENTINEL + torch.arange(c, device=q.device)).expand(n_q, c).clone()
+    buffer = torch.empty(cq * cg, dtype=q.dtype, device=q.device)
+    q_ranges = chunk_ranges(n_q, cq)
+    g_ranges = chunk_ranges(gallery.n, cg)
+    bar = tqdm(g_ranges, desc="topk", unit="chunk", disable=not progress, leave=False)
+    for g0, g1 in bar:
+        g = scale_gallery_chunk(gallery.chunk(g0, g1).to(q.device), scoring, g0)
+        w = g1 - g0
+        for q0, q1 in q_ranges:
+            block = buffer[: (q1 - q0) * w].view(q1 - q0, w)
+            torch.mm(q[q0:q1], g.T, out=block)
+            v, i = merge_block(block, g0, run_values[q0:q1], run_index[q0:q1], c)
+            run_values[q0:q1] = v
+            run_index[q0:q1] = i
+    return run_index
