@@ -307,3 +307,12 @@ def test_bad_inputs_raise() -> None:
         geometry.holder_divergence({"a": z, "b": torch.randn(4, 3)}, 0.5)
     with pytest.raises(ValueError, match="point sets"):
         fh.kde_holder_divergence([z], 0.5)
+
+
+def test_exact_path_is_differentiable() -> None:
+    g = torch.Generator().manual_seed(11)
+    sets = [torch.randn(3, 2, generator=g, dtype=torch.float64) for _ in range(3)]
+    x = sets[0].clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda v: fh.kde_holder_divergence([v, sets[1], sets[2]], 0.6), (x,))
+    mc = fh.kde_holder_divergence([x, sets[1], sets[2]], 0.6, method="mc", n_samples=16)
+    assert not mc.requires_grad

@@ -70,16 +70,15 @@ def _sq_dists(mu: Tensor, c: Tensor, c_sq: Tensor) -> Tensor:
     return ((mu * mu).sum(dim=1, keepdim=True) + c_sq - 2.0 * (mu @ c.T)).clamp_min(0.0)
 
 
-def _add_point(mu: Tensor, scatter: Tensor, k: int, a: Tensor) -> Tensor:
-    """Append row ``a`` to partial tuples of ``k`` points (mean and scatter in place); return the increment.
+def _add_point(mu: Tensor, scatter: Tensor, k: int, a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Append row ``a`` to partial tuples of ``k`` points: the new mean, the new scatter and the increment.
 
     The increment ``sum_{l<=k} ||a_l - a||^2 = W + k ||mu - a||^2`` is what ``a`` adds to ``P``.
+    (Out of place, so the exact path stays differentiable.)
     """
     d2 = (mu - a).pow(2).sum(dim=1)
     increment = scatter + k * d2
-    scatter.add_(d2 * (k / (k + 1)))
-    mu.add_((a - mu) / (k + 1))
-    return increment
+    return mu + (a - mu) / (k + 1), scatter + d2 * (k / (k + 1)), increment
 
 
 def _increment_logits(
@@ -105,17 +104,19 @@ def _log_tuple_mean_exact(sets: list[Tensor], scale: float) -> Tensor:
             digits.append(flat % size)
             flat = flat // size
         digits.reverse()
-        mu = first[digits[0]].clone()
+        mu = first[digits[0]]
         scatter = mu.new_zeros(mu.shape[0])
         pair_sum = mu.new_zeros(mu.shape[0])
         for k, (z, idx) in enumerate(zip(middle, digits[1:], strict=True), start=1):
-            pair_sum += _add_point(mu, scatter, k, z[idx])
+            mu, scatter, increment = _add_point(mu, scatter, k, z[idx])
+            pair_sum = pair_sum + increment
         logits = _increment_logits(mu, scatter, len(sets) - 1, last, last_sq, scale)
         parts.append(torch.logsumexp(logits, dim=1) - scale * pair_sum)
     total = torch.logsumexp(torch.cat(parts), dim=0)
     return total - sum(math.log(s) for s in [*sizes, last.shape[0]])
 
 
+@torch.no_grad()
 def _log_tuple_mean_mc(
     sets: list[Tensor], scale: float, n_samples: int, generator: torch.Generator
 ) -> Tensor:
@@ -131,21 +132,21 @@ def _log_tuple_mean_mc(
     parts = []
     for start in range(0, n_samples, chunk):
         rows = slice(start, min(start + chunk, n_samples))
-        mu = first[start_rows[rows]].clone()
+        mu = first[start_rows[rows]]
         scatter = mu.new_zeros(mu.shape[0])
         log_w = mu.new_zeros(mu.shape[0])
         for k, (z, z_sq) in enumerate(zip(rest, rest_sq, strict=True), start=1):
             logits = _increment_logits(mu, scatter, k, z, z_sq, scale)
             top = logits.amax(dim=1, keepdim=True)
             if k == len(rest):  # the last set is summed exactly: no draw
-                log_w += torch.logsumexp(logits, dim=1) - math.log(z.shape[0])
+                log_w = log_w + torch.logsumexp(logits, dim=1) - math.log(z.shape[0])
                 break
             cdf = (logits - top).exp_().cumsum_(dim=1)
             # Weight factor: the mean increment over the candidates; the draw is proportional to it.
-            log_w += top[:, 0] + cdf[:, -1].log() - math.log(z.shape[0])
+            log_w = log_w + top[:, 0] + cdf[:, -1].log() - math.log(z.shape[0])
             target = uniforms[k - 1, rows, None] * cdf[:, -1:]
             pick = torch.searchsorted(cdf, target, right=True)[:, 0].clamp_max(z.shape[0] - 1)
-            _add_point(mu, scatter, k, z[pick])
+            mu, scatter, _ = _add_point(mu, scatter, k, z[pick])
         parts.append(log_w)
     return torch.logsumexp(torch.cat(parts), dim=0) - math.log(n_samples)
 
@@ -171,7 +172,8 @@ def kde_log_product_integral(
     """``log int prod_m p_m(x) dx`` for Gaussian KDEs ``p_m`` of bandwidth ``s`` on the given points.
 
     The points are used as given (no normalisation). With the same set repeated ``M`` times this is
-    ``log int p^M``. See the module docstring for the two methods and their cost.
+    ``log int p^M``. See the module docstring for the two methods and their cost. The exact path is
+    differentiable; the Monte-Carlo path returns a value without gradient.
 
     Args:
         zs: ``M >= 1`` tensors ``(B_m, d)``; the sets may have different sizes but share ``d``.
@@ -216,7 +218,7 @@ def kde_holder_divergence(
     By Hölder's inequality ``int prod_m p_m <= prod_m (int p_m^M)^(1/M)``, so ``D_H >= 0`` with equality iff
     all ``p_m`` are equal. The constant ``C`` of the Gaussian product integral cancels between the terms;
     the points are used as given (normalise them first for embeddings on the sphere). For ``M = 2`` this is
-    the Cauchy–Schwarz divergence of the two KDEs.
+    the Cauchy–Schwarz divergence of the two KDEs. Differentiable on the exact path only.
 
     Reference: Yin et al., arXiv 2602.09507.
 
