@@ -65,11 +65,6 @@ def log_gaussian_product_constant(num_factors: int, dim: int, bandwidth: float) 
     return -0.5 * (m - 1) * d * math.log(2.0 * math.pi * s2) - 0.5 * d * math.log(m)
 
 
-def _sq_dists(mu: Tensor, c: Tensor, c_sq: Tensor) -> Tensor:
-    """``(n, B)`` squared distances between partial-tuple means and candidate rows (one matmul)."""
-    return ((mu * mu).sum(dim=1, keepdim=True) + c_sq - 2.0 * (mu @ c.T)).clamp_min(0.0)
-
-
 def _add_point(mu: Tensor, scatter: Tensor, k: int, a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Append row ``a`` to partial tuples of ``k`` points: the new mean, the new scatter and the increment.
 
@@ -84,8 +79,14 @@ def _add_point(mu: Tensor, scatter: Tensor, k: int, a: Tensor) -> tuple[Tensor, 
 def _increment_logits(
     mu: Tensor, scatter: Tensor, k: int, cand: Tensor, cand_sq: Tensor, scale: float
 ) -> Tensor:
-    """``(n, B)`` log kernel increments ``-scale (W + k ||mu - c_j||^2)`` of every candidate row ``c_j``."""
-    return -scale * (scatter[:, None] + k * _sq_dists(mu, cand, cand_sq))
+    """``(n, B)`` log kernel increments ``-scale (W + k ||mu - c_j||^2)`` of every candidate row ``c_j``.
+
+    Expanded as ``-scale (W + k ||mu||^2) - scale k ||c_j||^2 + 2 scale k mu . c_j``: one broadcast add and
+    one fused matrix product over the ``(n, B)`` block.
+    """
+    row = -scale * (scatter + k * (mu * mu).sum(dim=1))
+    bias = row[:, None] + (-scale * k) * cand_sq
+    return torch.addmm(bias, mu, cand.T, alpha=2.0 * scale * k)
 
 
 def _log_tuple_mean_exact(sets: list[Tensor], scale: float) -> Tensor:
