@@ -139,6 +139,15 @@ def test_max_rows_subsamples_quadratic_diagnostics() -> None:
     assert out["gap/image-text"] == geometry.modality_gap(batch["image"], batch["text"])
 
 
+def test_low_precision_inputs_accumulate_in_float32() -> None:
+    batch = make_batch(seed=6)
+    out16 = geometry.diagnose({k: v.bfloat16() for k, v in batch.items()})
+    out32 = geometry.diagnose({k: v.bfloat16().float() for k, v in batch.items()})
+    assert out16.keys() == out32.keys()
+    for key in out16:
+        assert out16[key] == pytest.approx(out32[key], abs=1e-5), key
+
+
 def test_two_modalities() -> None:
     out = geometry.diagnose(make_batch(names=("a", "b")))
     assert out["chi"] == pytest.approx(0.0, abs=1e-6)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import torch
@@ -28,7 +27,7 @@ def holder_method(rows: int, modalities: int, method: str = "auto", max_tuples: 
     check_choice(method, "method", ("auto", "exact", "mc"))
     if method != "auto":
         return method
-    if modalities == 2 or modalities * math.log(rows) <= math.log(max_tuples) + 1e-9:
+    if modalities == 2 or rows**modalities <= max_tuples:  # Python integers: exact
         return "exact"
     return "mc"
 
