@@ -96,8 +96,8 @@ def diagnose(
     mods, mask = split_batch(batch)
     names = list(mods)
     rows = next(iter(mods.values())).shape[0]
-    if labels is None and isinstance(batch.get("labels"), Tensor):
-        labels = batch["labels"]
+    if labels is None:
+        labels = batch.get("labels")
     labels = check_labels(labels, rows)
     anchor = check_anchor(conflict_anchor, names)
     bandwidth = DEFAULT_BANDWIDTH
