@@ -8,7 +8,9 @@ float32 (float64 inputs stay float64).
 from ._common import normalize
 from .alignment import alignment, band_hinge, paired_sq_dists
 from .centroid import centroid, centroid_alignment, tuple_mean
+from .conflict import alignment_force, conflict_scores, uniformity_force
 from .contrastive import info_nce, info_nce_from_logits, positive_targets, siglip_loss
+from .holder import kde_holder_divergence, kde_log_product_integral
 from .norms import logcos_distance, tn_distance
 from .spectral import spectral_entropy
 from .uniformity import dispersion, gaussian_potential, uniformity
@@ -16,9 +18,11 @@ from .volume import gram_det, gram_volume, gram_volume_matrix
 
 __all__ = [
     "alignment",
+    "alignment_force",
     "band_hinge",
     "centroid",
     "centroid_alignment",
+    "conflict_scores",
     "dispersion",
     "gaussian_potential",
     "gram_det",
@@ -26,6 +30,8 @@ __all__ = [
     "gram_volume_matrix",
     "info_nce",
     "info_nce_from_logits",
+    "kde_holder_divergence",
+    "kde_log_product_integral",
     "logcos_distance",
     "normalize",
     "paired_sq_dists",
@@ -35,4 +41,5 @@ __all__ = [
     "tn_distance",
     "tuple_mean",
     "uniformity",
+    "uniformity_force",
 ]
