@@ -30,6 +30,7 @@ from ._inputs import (
 )
 from ._plan import DEFAULT_MEMORY_MB
 from ._select import SENTINEL, select
+from .topk import Candidates, topk
 
 INSTALL_HINT = "pip install 'mmgeom[faiss]'"
 
@@ -57,8 +58,8 @@ def faiss_candidates(
     chunks: tuple[int, int] | None,
     budget: int,
     progress: bool = False,
-) -> Tensor:
-    """``(N_q, c)`` gallery indices of each query's top-``c`` by FAISS ``IndexFlatIP`` per gallery chunk.
+) -> Candidates:
+    """Each query's top-``c`` (values, gallery indices) by FAISS ``IndexFlatIP`` per gallery chunk.
 
     FAISS computes in float32 whatever the input dtype. ``chunks[1]`` (or the budget) sets the gallery
     chunk; FAISS blocks the queries itself.
@@ -70,9 +71,12 @@ def faiss_candidates(
     xq = _as_faiss(q)
     run_values = torch.full((n_q, c), float("-inf"), dtype=torch.float32)
     run_index = (SENTINEL + torch.arange(c)).expand(n_q, c).clone()
+    norm_max = 0.0
     ranges = chunk_ranges(gallery.n, cg)
     for g0, g1 in tqdm(ranges, desc="topk[faiss]", unit="chunk", disable=not progress, leave=False):
-        g = _as_faiss(scale_gallery_chunk(gallery.chunk(g0, g1), scoring, g0))
+        scaled = scale_gallery_chunk(gallery.chunk(g0, g1), scoring, g0)
+        norm_max = max(norm_max, float(scaled.norm(dim=1).max()))
+        g = _as_faiss(scaled)
         index = faiss.IndexFlatIP(d)
         index.add(g)
         kk = min(c, g1 - g0)
@@ -80,7 +84,7 @@ def faiss_candidates(
         v = torch.from_numpy(dist)
         i = torch.from_numpy(ids).to(torch.long) + g0
         run_values, run_index = select(torch.cat([run_values, v], 1), torch.cat([run_index, i], 1), c)
-    return run_index.to(q.device)
+    return Candidates(run_values, run_index.to(q.device), norm_max)
 
 
 class ApproximateResult(NamedTuple):
@@ -133,8 +137,6 @@ def approximate_topk(
         >>> res.recall > 0.9  # doctest: +SKIP
         True
     """
-    from .topk import topk
-
     faiss = import_faiss()
     check_choice(index, "index", ("hnsw", "ivf"))
     q_src, g_src = Embeddings(query, "query"), Embeddings(gallery, "gallery")

@@ -1,12 +1,23 @@
-"""Exact rescoring of top-k candidates and the final (score desc, index asc) order.
+"""Exact rescoring of top-k candidates, the final (score desc, index asc) order and its guarantee.
 
-Both search backends first keep ``k + margin`` candidates per query from a fast float32 pass (a BLAS
-GEMM whose rounding depends on the library and the block shape), then call :func:`rescore_candidates`.
-It recomputes each candidate's score from the original rows with float64 accumulation, one dot product
-per (query, candidate) pair done identically for every pair, rounds it to the output dtype and sorts by
-(score descending, gallery index ascending). Two backends that agree on the candidate set therefore
-return bit-identical scores and indices, and exact duplicate gallery rows always come out in index
-order.
+Both search backends first keep ``c = k + 8`` candidates per query from a fast pass (float32 BLAS GEMM
+or FAISS, float64 for float64 inputs), whose rounding depends on the library and even on the block
+shape: two identical gallery rows can get scores one ulp apart. Then:
+
+1. :func:`rescore_candidates` recomputes each candidate's score from the original rows with float64
+   accumulation — one elementwise product and sum per (query, candidate) pair, computed identically
+   for every pair, so identical rows get identical scores — rounds it to the output dtype and sorts by
+   (score descending, gallery index ascending).
+2. :func:`refine_uncertain` checks, per query, that no gallery item outside the candidates can reach the
+   k-th score: every such item scored at most ``theta`` (the c-th fast score), so its exact score is at
+   most ``theta + tau`` with ``tau`` a bound on the fast pass's rounding error
+   (``2 (D + 4) u |q| max_j |g_j|``). Queries whose k-th exact score is not clear of that bound (only
+   when more than 8 items lie within rounding of the k-th score, e.g. duplicated gallery rows) are
+   searched again: a float64 pass collects every item that can reach the k-th score, and those are
+   rescored and ordered the same way.
+
+The result is the top-k under the float64 scores rounded to the output dtype, with ties by lower
+gallery index, whatever the backend, chunking or BLAS.
 """
 
 from __future__ import annotations
@@ -14,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._inputs import EPS, Embeddings, Scoring, chunk_ranges
+from ._inputs import EPS, Embeddings, Scoring, chunk_ranges, scale_gallery_chunk
 from ._select import order_by_score_then_index
 
 #: Extra candidates kept per query beyond ``k`` before exact rescoring.
@@ -48,7 +59,7 @@ def rescore_candidates(
     out_dtype: torch.dtype,
     budget_bytes: int,
 ) -> tuple[Tensor, Tensor]:
-    """Exact scores of the candidates and the final top-``k`` in (score desc, index asc) order.
+    """Exact scores of the candidates and the best ``k`` in (score desc, index asc) order.
 
     Args:
         query: the query matrix.
@@ -72,6 +83,70 @@ def rescore_candidates(
         q = query.chunk(start, stop, check=False)
         s = exact_scores(q, g, scoring, cand).to(out_dtype)
         v, i = order_by_score_then_index(s, cand)
+        scores.append(v[:, :k])
+        indices.append(i[:, :k])
+    return torch.cat(scores), torch.cat(indices)
+
+
+def rounding_bound(d: int, dtype: torch.dtype, query_norms: Tensor, gallery_norm_max: float) -> Tensor:
+    """Bound on ``|fast score - exact score|`` for inner products of length ``d`` computed in ``dtype``.
+
+    ``gamma_{d+4} |q| |g|`` covers the dot product and the normalisation / scaling of its two rows
+    (Higham, "Accuracy and Stability of Numerical Algorithms", 2002, §3.1); doubled for safety.
+    """
+    u = torch.finfo(dtype).eps / 2
+    return 2.0 * (d + 4) * u * query_norms.to(torch.float64) * gallery_norm_max
+
+
+def uncertain_queries(
+    scores: Tensor, fast_theta: Tensor, tau: Tensor, n_candidates: int, n_gallery: int
+) -> Tensor:
+    """Indices of queries whose k-th exact score might be reached by a non-candidate item."""
+    if n_candidates >= n_gallery:
+        return torch.zeros(0, dtype=torch.long)
+    kth = scores[:, -1]
+    ulp = torch.nextafter(kth, torch.full_like(kth, float("inf"))) - kth
+    clear = kth.double() - 2 * ulp.double() > fast_theta.double().to(kth.device) + tau.to(kth.device)
+    return (~clear).nonzero().flatten().cpu()
+
+
+def refine_uncertain(
+    rows: Tensor,
+    query: Embeddings,
+    gallery: Embeddings,
+    current: Tensor,
+    kth: Tensor,
+    scoring: Scoring,
+    out_dtype: torch.dtype,
+    chunk: int,
+) -> tuple[Tensor, Tensor]:
+    """Exact top-``k`` of the query ``rows`` by a float64 pass over the whole gallery.
+
+    Every item whose rounded exact score can reach ``kth`` (the current k-th score of that query) is
+    collected from float64 blocks with a margin for their rounding, then rescored exactly together with
+    the ``current`` ``(r, k)`` result and ordered.
+    """
+    k = current.shape[1]
+    q = torch.cat([query.chunk(int(r), int(r) + 1, check=False) for r in rows]).to(torch.float64)
+    if scoring.normalise:
+        q = q / q.norm(dim=1, keepdim=True).clamp_min(EPS)
+    lower = kth.to(torch.float64)
+    lower = lower - 2 * (torch.nextafter(kth, torch.full_like(kth, float("inf"))) - kth).to(torch.float64)
+    found: list[list[Tensor]] = [[current[r].cpu()] for r in range(rows.numel())]
+    for g0, g1 in chunk_ranges(gallery.n, chunk):
+        g = gallery.chunk(g0, g1, check=False).to(device=q.device, dtype=torch.float64)
+        g = scale_gallery_chunk(g, scoring, g0)
+        block = q @ g.T
+        tau = rounding_bound(q.shape[1], torch.float64, q.norm(dim=1), float(g.norm(dim=1).max()))
+        hit_row, hit_col = (block >= (lower - tau)[:, None]).nonzero(as_tuple=True)
+        for r in hit_row.unique().tolist():
+            found[r].append((hit_col[hit_row == r] + g0).cpu())
+    scores, indices = [], []
+    for r, parts in enumerate(found):
+        cand = torch.unique(torch.cat(parts))[None, :]
+        g = gallery.rows(cand[0]).to(cand.device)[None]
+        s = exact_scores(query.chunk(int(rows[r]), int(rows[r]) + 1, check=False), g, scoring, cand)
+        v, i = order_by_score_then_index(s.to(out_dtype), cand)
         scores.append(v[:, :k])
         indices.append(i[:, :k])
     return torch.cat(scores), torch.cat(indices)

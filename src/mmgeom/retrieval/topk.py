@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -23,7 +25,13 @@ from ._inputs import (
 )
 from ._plan import DEFAULT_MEMORY_MB, topk_chunks
 from ._select import SENTINEL, merge_block
-from .rescore import candidate_count, rescore_candidates
+from .rescore import (
+    candidate_count,
+    refine_uncertain,
+    rescore_candidates,
+    rounding_bound,
+    uncertain_queries,
+)
 
 
 def topk(
@@ -97,10 +105,28 @@ def topk(
         if backend == "faiss":
             from .faiss_backend import faiss_candidates
 
-            cand = faiss_candidates(q, g_src, c, scoring, chunks, budget, progress)
+            fast = faiss_candidates(q, g_src, c, scoring, chunks, budget, progress)
         else:
-            cand = torch_candidates(q, g_src, c, scoring, chunks, budget, progress)
-        return rescore_candidates(q_src, g_src, cand, k, scoring, out_dtype, budget)
+            fast = torch_candidates(q, g_src, c, scoring, chunks, budget, progress)
+        scores, indices = rescore_candidates(q_src, g_src, fast.indices, k, scoring, out_dtype, budget)
+        tau = rounding_bound(q_src.d, fast.values.dtype, q.norm(dim=1).cpu(), fast.gallery_norm_max)
+        theta = fast.values.amin(dim=1).cpu()
+        unsure = uncertain_queries(scores, theta, tau, c, g_src.n)
+        if unsure.numel():
+            chunk = max(1, min(g_src.n, budget // (4 * 8 * g_src.d)))
+            current, kth = indices[unsure.to(indices.device)], scores[unsure.to(scores.device), -1]
+            v, i = refine_uncertain(unsure, q_src, g_src, current, kth, scoring, out_dtype, chunk)
+            scores[unsure.to(scores.device)] = v.to(scores.device)
+            indices[unsure.to(indices.device)] = i.to(indices.device)
+        return scores, indices
+
+
+class Candidates(NamedTuple):
+    """Output of a fast pass: the kept scores and indices, and the largest scaled gallery row norm."""
+
+    values: Tensor
+    indices: Tensor
+    gallery_norm_max: float
 
 
 def torch_candidates(
@@ -111,8 +137,8 @@ def torch_candidates(
     chunks: tuple[int, int] | None,
     budget: int,
     progress: bool = False,
-) -> Tensor:
-    """``(N_q, c)`` gallery indices of each query's top-``c`` under the float32 block scores.
+) -> Candidates:
+    """Each query's top-``c`` (values and gallery indices) under the float32 block scores.
 
     Args:
         q: ``(N_q, D)`` prepared queries (compute dtype, normalised for cosine).
@@ -132,9 +158,11 @@ def torch_candidates(
     buffer = torch.empty(cq * cg, dtype=q.dtype, device=q.device)
     q_ranges = chunk_ranges(n_q, cq)
     g_ranges = chunk_ranges(gallery.n, cg)
+    norm_max = 0.0
     bar = tqdm(g_ranges, desc="topk", unit="chunk", disable=not progress, leave=False)
     for g0, g1 in bar:
         g = scale_gallery_chunk(gallery.chunk(g0, g1).to(q.device), scoring, g0)
+        norm_max = max(norm_max, float(g.norm(dim=1).max()))
         w = g1 - g0
         for q0, q1 in q_ranges:
             block = buffer[: (q1 - q0) * w].view(q1 - q0, w)
@@ -142,4 +170,4 @@ def torch_candidates(
             v, i = merge_block(block, g0, run_values[q0:q1], run_index[q0:q1], c)
             run_values[q0:q1] = v
             run_index[q0:q1] = i
-    return run_index
+    return Candidates(run_values, run_index, norm_max)
