@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from mmgeom.data import DataUnavailableError, MultiViewDataset, load_mfeat, mfeat_dir
 
@@ -25,3 +27,24 @@ def mfeat_folder() -> Path:
         return mfeat_dir()
     except DataUnavailableError as err:
         pytest.skip(str(err))
+
+
+_OWN_MODULES = ("test_data", "test_models", "test_train", "test_cli", "test_demo")
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Training tests run with one intra-op thread (restored afterwards).
+
+    Their matrices are tiny; on a shared 2-core machine two spinning OpenMP workers made steps up to
+    50x slower than one thread, so the suite's time depended on what else was running.
+    """
+    if not request.module.__name__.rsplit(".", 1)[-1].startswith(_OWN_MODULES):
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

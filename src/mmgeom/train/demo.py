@@ -30,7 +30,7 @@ DIAGNOSTIC_SUMMARY: dict[str, tuple[str, str]] = {
     "alignment": ("geometry/align/", "mean over pairs of E||z_m - z_n||^2; lower = paired rows closer"),
     "positive cosine": ("geometry/pos_cos/", "mean over pairs of cos(z_m,i, z_n,i)"),
     "uniformity": ("geometry/uniform/", "mean over views; lower = more spread on the sphere"),
-    "effective rank": ("geometry/erank/", "mean over views, of the embedding dimension"),
+    "effective rank": ("geometry/erank/", "mean over views; at most the embedding dimension"),
     "semantic margin": ("geometry/margin/", "mean over views; > 0 = closer to own class centroid"),
 }
 

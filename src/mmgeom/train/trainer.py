@@ -221,6 +221,15 @@ class Trainer:
         ``train.log_every`` steps, and ``end`` (or ``error`` before a :class:`NonFiniteLossError` is
         re-raised).
         """
+        threads = torch.get_num_threads()
+        if self.config.train.num_threads is not None:
+            torch.set_num_threads(self.config.train.num_threads)
+        try:
+            return self._fit()
+        finally:
+            torch.set_num_threads(threads)
+
+    def _fit(self) -> TrainResult:
         cfg = self.config
         run_dir = resolve_run_dir(cfg.run.name, self._run_dir or cfg.run.out_dir)
         atomic_write_text(run_dir / CONFIG_FILE, cfg.to_yaml())
