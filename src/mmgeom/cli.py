@@ -131,7 +131,7 @@ def _diagnostics_table(result: TrainResult) -> Table | None:
     if before:
         table.add_column("untrained", justify="right")
     table.add_column("trained", justify="right")
-    table.add_column("meaning")
+    table.add_column("mean over: meaning")
     for label, (_, meaning) in DIAGNOSTIC_SUMMARY.items():
         if label in after:
             values = ([_fmt(before.get(label))] if before else []) + [_fmt(after[label])]

@@ -35,7 +35,7 @@ from .logging import JsonlWriter, read_jsonl
 from .rundir import resolve_run_dir
 from .schedule import build_scheduler, warmup_cosine_lr
 from .seeding import seed_everything
-from .trainer import Trainer, TrainResult, build_data, build_encoder, build_loss, train
+from .trainer import Trainer, TrainResult, build_data, build_encoder, build_loss, build_optimizer, train
 
 __all__ = [
     "ConfigError",
@@ -57,6 +57,7 @@ __all__ = [
     "build_data",
     "build_encoder",
     "build_loss",
+    "build_optimizer",
     "build_scheduler",
     "config_from_dict",
     "cross_view_retrieval",

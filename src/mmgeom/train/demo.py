@@ -24,14 +24,14 @@ DEMO_CONFIG = "demo"
 #: Retrieval metrics shown per view pair (keys of :func:`mmgeom.retrieval.retrieval_metrics`).
 PAIR_METRICS = ("hit@1", "hit@5", "hit@10", "map")
 
-#: Diagnostic summaries: label -> (key prefix in ``diagnose``'s output, what the number means).
+#: Diagnostic summaries: label -> (key prefix in ``diagnose``'s output, what is averaged and what it means).
 DIAGNOSTIC_SUMMARY: dict[str, tuple[str, str]] = {
-    "modality gap": ("geometry/gap/", "mean over view pairs; lower = view clouds overlap"),
-    "alignment": ("geometry/align/", "mean over pairs of E||z_m - z_n||^2; lower = paired rows closer"),
-    "positive cosine": ("geometry/pos_cos/", "mean over pairs of cos(z_m,i, z_n,i)"),
-    "uniformity": ("geometry/uniform/", "mean over views; lower = more spread on the sphere"),
-    "effective rank": ("geometry/erank/", "mean over views; at most the embedding dimension"),
-    "semantic margin": ("geometry/margin/", "mean over views; > 0 = closer to own class centroid"),
+    "modality gap": ("geometry/gap/", "pairs; ||mean z_m - mean z_n||"),
+    "alignment": ("geometry/align/", "pairs; E||z_m,i - z_n,i||^2"),
+    "positive cosine": ("geometry/pos_cos/", "pairs; cos(z_m,i, z_n,i)"),
+    "uniformity": ("geometry/uniform/", "views; lower = more spread"),
+    "effective rank": ("geometry/erank/", "views; at most the dimension"),
+    "semantic margin": ("geometry/margin/", "views; > 0 = nearer own class"),
 }
 
 

@@ -241,6 +241,7 @@ class Trainer:
                 "start",
                 0,
                 version=__version__,
+                run_dir=str(run_dir),
                 views=list(self.data.train.view_names),
                 rows={p: len(self.data.part(p)) for p in ("train", "val", "test")},
                 parameters=sum(p.numel() for p in self.params),

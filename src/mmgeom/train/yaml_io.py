@@ -52,4 +52,4 @@ def parse_value(text: str) -> Any:
 
 def dump_yaml(data: Any) -> str:
     """YAML text with the keys in their given order."""
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
