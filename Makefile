@@ -31,5 +31,8 @@ bench-retrieval: install
 bench-losses: install
 	$(BIN)/python benchmarks/bench_losses.py
 
+study-%: install
+	$(BIN)/mmgeom study $* --out benchmarks/results/$*
+
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

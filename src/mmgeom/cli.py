@@ -243,6 +243,26 @@ def losses_command() -> None:
     Console().print(table)
 
 
+@app.command("study")
+def study_command(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Study name (see docs/studies.md).")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", metavar="DIR", help="Results folder (default runs/study-<name>-<time>)."),
+    ] = None,
+    seeds: Annotated[
+        int | None, typer.Option("--seeds", min=1, metavar="N", help="Seeds per setting (default: study's).")
+    ] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="A tiny version of the study (smoke test).")] = False,
+) -> None:
+    """Run a reproduction study on the bundled real data; writes a markdown results file and plots."""
+    from .studies import run_study
+
+    folder = out if out is not None else Path("runs") / f"study-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path = _guard(lambda: run_study(name, out=folder, seeds=seeds, quick=quick))
+    typer.echo(f"results: {path}")
+
+
 def main(argv: Sequence[str] | None = None) -> Any:
     """Console entry point (``mmgeom``); ``argv`` defaults to ``sys.argv[1:]``."""
     return app(args=list(argv) if argv is not None else sys.argv[1:], prog_name="mmgeom")
