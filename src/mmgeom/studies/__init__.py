@@ -9,6 +9,7 @@ only when their study runs.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from pathlib import Path
 
 #: Study name -> module; a study appears here once its module exists.
