@@ -20,7 +20,7 @@ from .relevance import (
     relevance_from_labels,
 )
 from .rescore import RESCORE_MARGIN
-from .topk import topk
+from .search import topk
 
 __all__ = [
     "RESCORE_MARGIN",

@@ -88,12 +88,12 @@ class Embeddings:
         return out
 
     def rows(self, index: Tensor) -> Tensor:
-        """The rows at sorted unique ``index`` (int64, on CPU for numpy data), in float64."""
+        """The rows at ``index`` (1-D int64), in their stored precision (float64 stays float64)."""
         x = self.data
         if isinstance(x, Tensor):
-            return x.detach().index_select(0, index.to(x.device)).to(torch.float64)
+            return x.detach().index_select(0, index.to(x.device))
         picked = np.asarray(x[index.cpu().numpy()])
-        return torch.from_numpy(picked).to(torch.float64)
+        return torch.from_numpy(picked)
 
 
 def check_finite_rows(x: Tensor, name: str, offset: int = 0) -> None:

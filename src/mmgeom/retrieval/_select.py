@@ -4,20 +4,25 @@ The order everywhere is: higher score first, and among equal scores the lower ga
 ``torch.topk`` alone does not promise anything about ties, so every selection checks whether a tie
 straddles its boundary (the (k+1)-th value equals the k-th) and settles those rows with a stable sort.
 
-A block ``S`` of shape ``(r, w)`` is merged into a running top-k with two cheap passes:
+A block ``S`` of shape ``(r, w)`` is merged into a running top-k without sorting it:
 
 * group maxima: the first ``G * (w // G)`` columns are split into ``n = w // G`` strided groups
-  ``{g, g + n, g + 2n, ...}``; ``amax`` over that view is one vectorised pass over ``S``;
-* *sparse* path (the usual case once the running top-k is warm): only groups whose maximum beats the
-  running k-th score ``theta`` can contribute, and only their elements ``> theta`` are gathered;
-* *dense* path (the first block, or blocks where many groups beat ``theta``): the k best groups hold the
-  block's top-k (their maxima dominate every other group), so only ``G * k`` candidates reach ``topk``.
+  ``{g, g + n, g + 2n, ...}``; ``amax`` over that view is one vectorised, memory-bound pass over ``S``
+  (as fast as a plain row reduction, unlike contiguous groups);
+* a threshold: an element can only enter if it beats the running k-th score ``theta`` (equal is not
+  enough: the running entry has the lower index), and — when many groups beat ``theta``, as in the
+  first block — if it reaches the block's own k-th largest group maximum ``theta_0`` (k distinct
+  elements are ``>= theta_0``, so anything below cannot be in the top k);
+* only groups whose maximum passes, and only their elements that pass, are gathered and merged with a
+  tie-aware ``topk`` on a small ``(rows, k + new)`` matrix.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from ._threads import limited_threads
 
 #: Index given to empty slots of a running top-k; real gallery indices are always smaller.
 SENTINEL = 2**62
@@ -77,25 +82,25 @@ def merge_block(
         group: group length ``G`` of the prefilter.
 
     Returns:
-        The new ``(run_values, run_index)`` (fresh tensors; rows unordered within the k).
+        The new ``(run_values, run_index)`` (rows unordered within the k).
     """
     r, w = block.shape
     dev = block.device
     n_groups = w // group
     if n_groups <= k:  # narrow block: every column is a candidate
-        return select(
-            torch.cat([run_values, block], 1), torch.cat([run_index, _columns(offset, 0, w, r, dev)], 1), k
-        )
+        with limited_threads():
+            return select(
+                torch.cat([run_values, block], 1),
+                torch.cat([run_index, _columns(offset, 0, w, r, dev)], 1),
+                k,
+            )
     body = block[:, : n_groups * group].view(r, group, n_groups)
-    gmax = body.amax(dim=1)
-    theta = run_values.amin(dim=1, keepdim=True)
-    hits = (gmax > theta).nonzero()
-    if hits.shape[0] > r * k:
-        return _merge_dense(block, body, gmax, offset, run_values, run_index, k)
-    return _merge_sparse(block, body, hits, theta, offset, run_values, run_index, k)
+    gmax = body.amax(dim=1)  # the one pass over the whole block: all threads
+    with limited_threads():
+        return _filter_and_merge(block, body, gmax, offset, run_values, run_index, k)
 
 
-def _merge_dense(
+def _filter_and_merge(
     block: Tensor,
     body: Tensor,
     gmax: Tensor,
@@ -104,65 +109,50 @@ def _merge_dense(
     run_index: Tensor,
     k: int,
 ) -> tuple[Tensor, Tensor]:
-    r, w = block.shape
-    _, group, n_groups = body.shape
-    dev = block.device
-    top, gid = torch.topk(gmax, k + 1, dim=1, sorted=True)
-    gid = gid[:, :k]
-    cand = body.gather(2, gid[:, None, :].expand(r, group, k)).reshape(r, group * k)
-    strides = (torch.arange(group, device=dev) * n_groups)[None, :, None]
-    cand_index = (gid[:, None, :] + strides).reshape(r, group * k) + offset
-    parts_v, parts_i = [run_values, cand], [run_index, cand_index]
-    if n_groups * group < w:  # the tail columns that do not fill a group are all candidates
-        parts_v.append(block[:, n_groups * group :])
-        parts_i.append(_columns(offset, n_groups * group, w, r, dev))
-    values, index = select(torch.cat(parts_v, 1), torch.cat(parts_i, 1), k)
-    # A tie between the k-th and (k+1)-th group maxima leaves the choice of groups open: redo those
-    # rows over the whole block.
-    tied = (top[:, k] == top[:, k - 1]).nonzero().flatten()
-    if tied.numel():
-        tv, ti = select(
-            torch.cat([run_values[tied], block[tied]], 1),
-            torch.cat([run_index[tied], _columns(offset, 0, w, tied.numel(), dev)], 1),
-            k,
-        )
-        values, index = values.clone(), index.clone()
-        values[tied], index[tied] = tv, ti
-    return values, index
+    r = block.shape[0]
+    # keep x  <=>  x > theta  <=>  x >= nextafter(theta, +inf)
+    theta = run_values.amin(dim=1, keepdim=True)
+    threshold = torch.nextafter(theta, torch.full_like(theta, float("inf")))
+    hits = (gmax >= threshold).nonzero()
+    if hits.shape[0] > r * k:
+        theta0 = torch.topk(gmax, k, dim=1, sorted=False).values.amin(dim=1, keepdim=True)
+        threshold = torch.maximum(threshold, theta0)
+        hits = (gmax >= threshold).nonzero()
+    return _merge_hits(block, body, hits, threshold, offset, run_values, run_index, k)
 
 
-def _merge_sparse(
+def _merge_hits(
     block: Tensor,
     body: Tensor,
     hits: Tensor,
-    theta: Tensor,
+    threshold: Tensor,
     offset: int,
     run_values: Tensor,
     run_index: Tensor,
     k: int,
 ) -> tuple[Tensor, Tensor]:
-    # An element equal to theta loses to all k running entries (equal or higher score, lower index),
-    # so only elements strictly above theta can enter.
+    """Gather the elements ``>= threshold`` of the hit groups (and of the tail) and merge them."""
     r, w = block.shape
     _, group, n_groups = body.shape
     dev = block.device
     rows, gids = hits[:, 0], hits[:, 1]
     vals = body[rows, :, gids]  # (L, G)
-    keep = (vals > theta[rows]).nonzero()
+    keep = (vals >= threshold[rows]).nonzero()
     e_row = rows[keep[:, 0]]
     e_val = vals[keep[:, 0], keep[:, 1]]
     e_idx = offset + keep[:, 1] * n_groups + gids[keep[:, 0]]
-    if n_groups * group < w:
+    if n_groups * group < w:  # tail columns that do not fill a group
         tail = block[:, n_groups * group :]
-        t_keep = (tail > theta).nonzero()
+        t_keep = (tail >= threshold).nonzero()
         if t_keep.numel():
             e_row = torch.cat([e_row, t_keep[:, 0]])
             e_val = torch.cat([e_val, tail[t_keep[:, 0], t_keep[:, 1]]])
             e_idx = torch.cat([e_idx, offset + n_groups * group + t_keep[:, 1]])
+            order = torch.argsort(e_row, stable=True)
+            e_row, e_val, e_idx = e_row[order], e_val[order], e_idx[order]
     if e_row.numel() == 0:
         return run_values, run_index
-    order = torch.argsort(e_row, stable=True)
-    e_row, e_val, e_idx = e_row[order], e_val[order], e_idx[order]
+    # entries are grouped by row (nonzero is row-major); lay them out as a padded (active, width) matrix
     counts = torch.bincount(e_row, minlength=r)
     active = counts.nonzero().flatten()
     width = int(counts.max())

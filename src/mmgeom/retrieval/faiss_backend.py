@@ -30,7 +30,8 @@ from ._inputs import (
 )
 from ._plan import DEFAULT_MEMORY_MB
 from ._select import SENTINEL, select
-from .topk import Candidates, topk
+from ._threads import limited_threads
+from .search import Candidates, topk
 
 INSTALL_HINT = "pip install 'mmgeom[faiss]'"
 
@@ -83,7 +84,8 @@ def faiss_candidates(
         dist, ids = index.search(xq, kk)
         v = torch.from_numpy(dist)
         i = torch.from_numpy(ids).to(torch.long) + g0
-        run_values, run_index = select(torch.cat([run_values, v], 1), torch.cat([run_index, i], 1), c)
+        with limited_threads():
+            run_values, run_index = select(torch.cat([run_values, v], 1), torch.cat([run_index, i], 1), c)
     return Candidates(run_values, run_index.to(q.device), norm_max)
 
 

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from ._inputs import EPS, Embeddings, Scoring, check_nonzero_rows, chunk_ranges
 from ._plan import rank_chunks
+from ._threads import limited_threads
 from .relevance import Relevance, padded_from_mask
 
 #: Above this many positives per query, ranks come from a sort instead of comparisons.
@@ -90,10 +91,11 @@ def iter_positive_ranks(
                 block.mul_(scale[g0:g1].to(block.device))
             blocks.append(block)
         counts = relevance.counts(q0, q1)
-        if int(counts.max()) <= MAX_COMPARE_POSITIVES:
-            ranks = ranks_by_comparison(blocks, cg, relevance.padded(q0, q1).to(q.device))
-        else:
-            ranks = ranks_by_sorting(blocks, relevance, q0, q1, budget)
+        with limited_threads():
+            if int(counts.max()) <= MAX_COMPARE_POSITIVES:
+                ranks = ranks_by_comparison(blocks, cg, relevance.padded(q0, q1).to(q.device))
+            else:
+                ranks = ranks_by_sorting(blocks, relevance, q0, q1, budget)
         yield q0, q1, ranks.cpu(), counts
 
 

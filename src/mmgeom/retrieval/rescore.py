@@ -27,6 +27,7 @@ from torch import Tensor
 
 from ._inputs import EPS, Embeddings, Scoring, chunk_ranges, scale_gallery_chunk
 from ._select import order_by_score_then_index
+from ._threads import limited_threads
 
 #: Extra candidates kept per query beyond ``k`` before exact rescoring.
 RESCORE_MARGIN = 8
@@ -38,13 +39,16 @@ def candidate_count(k: int, n_gallery: int) -> int:
 
 
 def exact_scores(query_rows: Tensor, gallery_rows: Tensor, scoring: Scoring, gallery_index: Tensor) -> Tensor:
-    """float64 scores of ``query_rows[i]`` (``(r, D)``) against ``gallery_rows[i, j]`` (``(r, c, D)``)."""
+    """float64 scores of ``query_rows[i]`` (``(r, D)``) against ``gallery_rows[i, j]`` (``(r, c, D)``).
+
+    Each pair's dot product (and each row's norm) is one reduction over ``D`` done the same way for
+    every pair, whatever ``r`` and ``c``: identical rows give bit-identical scores.
+    """
     q = query_rows.to(torch.float64)
     g = gallery_rows.to(torch.float64)
+    s = torch.linalg.vecdot(g, q[:, None, :])
     if scoring.normalise:
-        q = q / q.norm(dim=-1, keepdim=True).clamp_min(EPS)
-        g = g / g.norm(dim=-1, keepdim=True).clamp_min(EPS)
-    s = (g * q[:, None, :]).sum(dim=-1)
+        s = s / (g.norm(dim=-1) * q.norm(dim=-1)[:, None]).clamp_min(EPS)
     if scoring.magnitudes is not None:
         s = s * scoring.magnitudes[gallery_index.cpu()].to(s.device)
     return s
@@ -74,17 +78,18 @@ def rescore_candidates(
         ``(scores, indices)``, each ``(N_q, k)``.
     """
     n_q, c = candidates.shape
-    rows_per_chunk = max(1, budget_bytes // (4 * 8 * max(1, c) * gallery.d))
+    # Small chunks keep the gathered float64 rows in cache (measured fastest around 64 queries).
+    rows_per_chunk = max(1, min(64, budget_bytes // (4 * 8 * max(1, c) * gallery.d)))
     scores, indices = [], []
-    for start, stop in chunk_ranges(n_q, rows_per_chunk):
-        cand = candidates[start:stop]
-        unique, inverse = torch.unique(cand, return_inverse=True)
-        g = gallery.rows(unique).to(cand.device)[inverse]
-        q = query.chunk(start, stop, check=False)
-        s = exact_scores(q, g, scoring, cand).to(out_dtype)
-        v, i = order_by_score_then_index(s, cand)
-        scores.append(v[:, :k])
-        indices.append(i[:, :k])
+    with limited_threads():
+        for start, stop in chunk_ranges(n_q, rows_per_chunk):
+            cand = candidates[start:stop]
+            g = gallery.rows(cand.reshape(-1)).to(cand.device).view(stop - start, c, gallery.d)
+            q = query.chunk(start, stop, check=False)
+            s = exact_scores(q, g, scoring, cand).to(out_dtype)
+            v, i = order_by_score_then_index(s, cand)
+            scores.append(v[:, :k])
+            indices.append(i[:, :k])
     return torch.cat(scores), torch.cat(indices)
 
 
