@@ -55,3 +55,20 @@ __all__ = [
     "split_and_standardize",
     "stratified_split",
 ]
+
+# On-disk feature stores (frozen backbone features written once, read memory-mapped).
+from .features import (
+    FEATURE_SOURCES,
+    FeatureStore,
+    FeatureStoreError,
+    list_feature_sources,
+    write_feature_source,
+)
+
+__all__ += [
+    "FEATURE_SOURCES",
+    "FeatureStore",
+    "FeatureStoreError",
+    "list_feature_sources",
+    "write_feature_source",
+]

@@ -20,3 +20,47 @@ __all__ = [
     "list_heads",
     "register_head",
 ]
+
+# Fusion classification (issue #5): image encoder and fusion classifiers.
+from .cnn import ImageCNN
+from .fusion import (
+    FUSIONS,
+    ConcatFusionHead,
+    FusionClassifier,
+    FusionOutput,
+    LateFusionHead,
+    create_fusion_head,
+)
+
+__all__ += [
+    "FUSIONS",
+    "ConcatFusionHead",
+    "FusionClassifier",
+    "FusionOutput",
+    "ImageCNN",
+    "LateFusionHead",
+    "create_fusion_head",
+]
+
+# L2Dir's magnitude head and the frozen text backbone (transformers is imported only when it is built).
+from .magnitude import MagnitudeHead  # noqa: E402
+from .text import (  # noqa: E402
+    TEXT_INSTALL,
+    BackboneUnavailableError,
+    MiniLMTextEncoder,
+    TextFeatures,
+    mean_pool,
+    minilm_model_path,
+    text_backbone_available,
+)
+
+__all__ += [
+    "TEXT_INSTALL",
+    "BackboneUnavailableError",
+    "MagnitudeHead",
+    "MiniLMTextEncoder",
+    "TextFeatures",
+    "mean_pool",
+    "minilm_model_path",
+    "text_backbone_available",
+]

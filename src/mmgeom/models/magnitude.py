@@ -1,0 +1,144 @@
+"""L2Dir's magnitude head: a small MLP that maps frozen backbone features to one positive scalar.
+
+L2Dir (Zong et al., ACL 2026) splits an embedding into a direction ``ẑ`` (from the projection head,
+trained by InfoNCE) and a magnitude ``r`` reconstructed from the frozen backbone feature of the same
+example: ``r = softplus(MLP(x))``; the full vector is ``u = r·ẑ``. The head is trained only through the
+norm-alignment term of :class:`mmgeom.losses.L2DirLoss`, which needs ``r`` with its gradient.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as nnf
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "gelu": nn.GELU,
+    "relu": nn.ReLU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+}
+
+
+def _positive_int(value: object, name: str, modality: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{modality}: {name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def _positive_float(value: object, name: str, modality: str, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{modality}: {name} must be a number, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{modality}: {name} must be finite and {bound}, got {value!r}")
+    return v
+
+
+def inverse_softplus(y: float) -> float:
+    """``x`` with ``softplus(x) = log(1 + e^x) = y`` for ``y > 0`` (stable for large ``y``)."""
+    if not y > 0:
+        raise ValueError(f"inverse_softplus: expected y > 0, got {y!r}")
+    return y + math.log(-math.expm1(-y))
+
+
+class MagnitudeHead(nn.Module):
+    """``r = softplus(MLP(x)) + min_magnitude``: one positive magnitude per example, ``(B, D) -> (B,)``.
+
+    The MLP has ``depth`` linear layers (``depth=1`` is affine) with ``hidden`` units and ``activation``
+    between them, optionally preceded by a LayerNorm of the input (frozen backbone features can have
+    large, uneven scales). The last layer's bias starts at ``softplus⁻¹(init_magnitude)`` and its weights
+    at a tenth of PyTorch's default initialisation, so every example starts near ``init_magnitude`` and
+    the head learns deviations from it (small rather than zero weights, so that the gradient reaches every
+    layer from the first step); ``min_magnitude`` keeps ``r`` strictly positive where softplus underflows, as
+    :class:`~mmgeom.losses.L2DirLoss` requires.
+
+    Gradients reach the head's parameters through ``L2DirLoss(variant="paper")`` (the default); the
+    ``"release"`` variant detaches the magnitudes as the authors' public code does, so the head does not
+    train there.
+
+    Reference: Zong et al., "L2-norm alignment and Directional consistency", ACL 2026 (the lightweight
+    MLP that reconstructs each example's magnitude from frozen backbone features).
+
+    Args:
+        in_dim: feature dimension ``D`` of the frozen backbone.
+        hidden: width of the hidden layers.
+        depth: number of linear layers (>= 1).
+        activation: ``"gelu"``, ``"relu"``, ``"silu"`` or ``"tanh"``.
+        input_norm: apply a (learnable) LayerNorm to the features first.
+        init_magnitude: magnitude of every example at initialisation (> 0).
+        min_magnitude: floor added to the softplus output (>= 0).
+        modality: name used in error messages.
+
+    Raises:
+        ValueError: a non-integer or non-positive size, an unknown activation, a non-positive
+            ``init_magnitude`` or a negative ``min_magnitude``.
+
+    Example:
+        >>> head = MagnitudeHead(384, hidden=64, init_magnitude=3.0)
+        >>> r = head(torch.randn(8, 384))
+        >>> r.shape, bool((r > 0).all())
+        (torch.Size([8]), True)
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        *,
+        hidden: int = 128,
+        depth: int = 2,
+        activation: str = "gelu",
+        input_norm: bool = True,
+        init_magnitude: float = 1.0,
+        min_magnitude: float = 1e-4,
+        modality: str = "input",
+    ) -> None:
+        super().__init__()
+        self.modality = str(modality)
+        self.in_dim = _positive_int(in_dim, "in_dim", self.modality)
+        self.hidden = _positive_int(hidden, "hidden", self.modality)
+        self.depth = _positive_int(depth, "depth", self.modality)
+        if activation not in _ACTIVATIONS:
+            raise ValueError(
+                f"{self.modality}: activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}"
+            )
+        self.init_magnitude = _positive_float(init_magnitude, "init_magnitude", self.modality)
+        self.min_magnitude = _positive_float(min_magnitude, "min_magnitude", self.modality, allow_zero=True)
+        if self.init_magnitude <= self.min_magnitude:
+            raise ValueError(
+                f"{self.modality}: init_magnitude ({init_magnitude}) must exceed min_magnitude "
+                f"({min_magnitude})"
+            )
+        layers: list[nn.Module] = [nn.LayerNorm(self.in_dim)] if input_norm else []
+        width = self.in_dim
+        for _ in range(self.depth - 1):
+            layers += [nn.Linear(width, self.hidden), _ACTIVATIONS[activation]()]
+            width = self.hidden
+        last = nn.Linear(width, 1)
+        with torch.no_grad():
+            last.weight.mul_(0.1)
+            last.bias.fill_(inverse_softplus(self.init_magnitude - self.min_magnitude))
+        layers.append(last)
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, in_dim)`` features → ``(B,)`` magnitudes ``> 0``.
+
+        Raises:
+            ValueError: ``x`` is not a floating ``(B, in_dim)`` tensor; the message names the modality.
+        """
+        if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[1] != self.in_dim:
+            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"{self.modality}: expected features of shape (B, {self.in_dim}), got {got}")
+        if not x.is_floating_point():
+            raise ValueError(f"{self.modality}: expected floating-point features, got dtype {x.dtype}")
+        return nnf.softplus(self.net(x).squeeze(1)) + self.min_magnitude
+
+    def extra_repr(self) -> str:
+        return (
+            f"modality={self.modality!r}, in_dim={self.in_dim}, hidden={self.hidden}, depth={self.depth}, "
+            f"init_magnitude={self.init_magnitude:g}"
+        )
