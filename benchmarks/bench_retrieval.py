@@ -1,0 +1,416 @@
+"""Speed and memory of exact top-k retrieval and of retrieval metrics (``make bench-retrieval``).
+
+Run ``python benchmarks/bench_retrieval.py`` (the full study, several minutes) or with ``--quick`` (a
+smoke run on tiny sizes that writes to a temporary folder unless ``--out`` is given).
+
+What it measures, all in one process, D = 512, top-10, float32, unit-norm random vectors:
+
+* the machine's float32 matmul rate (best of several ``4096 x 16384 x 512`` sgemms, at the start and at
+  the end of the run; the larger is the roofline);
+* for 10k queries against a 100k and a 1M gallery: queries/s, the fraction of that roofline
+  (``2 N_q N_g D`` flops / time / roofline) and the peak extra memory of
+  ``mmgeom.retrieval.topk`` (torch and FAISS backends), FAISS ``IndexFlatIP`` directly, a naive full
+  matmul + ``torch.topk`` (only where the ``N_q x N_g`` matrix fits) and a per-query torchmetrics loop
+  (on a subset, extrapolated);
+* ``retrieval_metrics`` on 10k x 100k against torchmetrics' functional metrics (subset, extrapolated).
+
+Peak extra memory: the process's resident-set high-water mark (``VmHWM`` in ``/proc/self/status``) is
+reset through ``/proc/self/clear_refs`` after the inputs exist and freed heap memory was returned to
+the OS (``malloc_trim``); the figure is ``VmHWM - VmRSS`` before the call, i.e. everything the method
+allocated at its peak beyond the gallery and queries (including FAISS's copy of the gallery).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import gc
+import json
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmgeom.retrieval import retrieval_metrics, topk
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ----------------------------------------------------------------------------------------- memory
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return -1
+
+
+def _trim() -> None:
+    gc.collect()
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def measure(fn: Callable[[], Any], repeats: int = 1) -> tuple[float, float, Any]:
+    """``(best seconds, peak extra MiB, last result)`` of ``fn``."""
+    best, peak, out = float("inf"), 0.0, None
+    for _ in range(repeats):
+        out = None
+        _trim()
+        base = _status_kb("VmRSS")
+        can_reset = _reset_peak()
+        t0 = time.perf_counter()
+        out = fn()
+        dt = time.perf_counter() - t0
+        hwm = _status_kb("VmHWM") if can_reset else -1
+        best = min(best, dt)
+        peak = max(peak, (hwm - base) / 1024 if hwm >= 0 else float("nan"))
+    return best, peak, out
+
+
+# ----------------------------------------------------------------------------------------- pieces
+
+
+def sgemm_rate(m: int = 4096, n: int = 16384, d: int = 512, repeats: int = 5) -> float:
+    """Best float32 GFLOP/s of a large matmul with torch's BLAS."""
+    a, b = torch.randn(m, d), torch.randn(n, d)
+    out = torch.empty(m, n)
+    torch.mm(a, b.T, out=out)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b.T, out=out)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * m * n * d / best / 1e9
+
+
+def unit_rows(n: int, d: int, gen: torch.Generator) -> torch.Tensor:
+    x = torch.empty(n, d)
+    for s in range(0, n, 65536):
+        block = torch.randn(min(65536, n - s), d, generator=gen)
+        x[s : s + block.shape[0]] = block / block.norm(dim=1, keepdim=True)
+    return x
+
+
+def naive_topk(q: torch.Tensor, g: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    scores = q @ g.T
+    out = torch.topk(scores, k, dim=1)
+    return out.values, out.indices
+
+
+def faiss_direct(q: np.ndarray, g: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    import faiss
+
+    index = faiss.IndexFlatIP(g.shape[1])
+    index.add(g)
+    return index.search(q, k)
+
+
+def torchmetrics_topk_loop(q: torch.Tensor, g: torch.Tensor, k: int) -> None:
+    """Top-k through torchmetrics: full score row per query, hit@k via its functional API."""
+    from torchmetrics.functional.retrieval import retrieval_hit_rate
+
+    scores = q @ g.T + 2.0  # torchmetrics drops positives with a score <= 0
+    target = torch.zeros(g.shape[0], dtype=torch.bool)
+    target[0] = True
+    for i in range(q.shape[0]):
+        retrieval_hit_rate(scores[i], target, top_k=k)
+
+
+def torchmetrics_metrics(q: torch.Tensor, g: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...]) -> None:
+    import torchmetrics.functional.retrieval as tmr
+
+    scores = q @ g.T + 2.0
+    for i in range(q.shape[0]):
+        t = torch.zeros(g.shape[0], dtype=torch.bool)
+        t[target[i]] = True
+        for k in ks:
+            tmr.retrieval_hit_rate(scores[i], t, top_k=k)
+            tmr.retrieval_recall(scores[i], t, top_k=k)
+            tmr.retrieval_precision(scores[i], t, top_k=k)
+            tmr.retrieval_normalized_dcg(scores[i], t, top_k=k)
+        tmr.retrieval_reciprocal_rank(scores[i], t)
+        tmr.retrieval_average_precision(scores[i], t)
+
+
+# ----------------------------------------------------------------------------------------- study
+
+
+def bench_gallery(
+    args: argparse.Namespace, q: torch.Tensor, g: torch.Tensor, have_faiss: bool
+) -> list[dict[str, Any]]:
+    """Top-k rows for one gallery size."""
+    n_q, d = q.shape
+    n_g, k = g.shape[0], args.k
+    flops = 2.0 * n_q * n_g * d
+    reps = args.repeats if n_g <= 100_000 else 1
+    rows: list[dict[str, Any]] = []
+
+    def row(method: str, seconds: float, peak: float, n: int = n_q, note: str = "") -> None:
+        rec = {
+            "gallery": n_g,
+            "method": method,
+            "queries_measured": n,
+            "seconds": seconds * n_q / n,
+            "queries_per_s": n / seconds,
+            "gflops": flops / (seconds * n_q / n) / 1e9,
+            "peak_extra_mib": peak,
+            "note": note,
+        }
+        rows.append(rec)
+        print(
+            f"  {n_g:>8} {method:28s} {rec['queries_per_s']:9.0f} q/s  {rec['gflops']:6.0f} GF/s  "
+            f"peak +{peak:8.0f} MiB  {note}",
+            flush=True,
+        )
+
+    print(f"gallery {n_g}", flush=True)
+    t, m, (_, reference) = measure(lambda: topk(q, g, k, metric="dot"), reps)
+    row("mmgeom topk (torch)", t, m)
+    if have_faiss:
+        t, m, (_, idx_f) = measure(lambda: topk(q, g, k, metric="dot", backend="faiss"), reps)
+        same = bool(torch.equal(idx_f, reference))
+        row("mmgeom topk (faiss)", t, m, note="identical to torch backend" if same else "DIFFERS from torch")
+        qn, gn = q.numpy(), g.numpy()
+        t, m, (_, ids) = measure(lambda: faiss_direct(qn, gn, k), reps)
+        agree = float((torch.from_numpy(ids) == reference).double().mean())
+        row("FAISS IndexFlatIP (direct)", t, m, note=f"index build included; {agree:.4%} same ids")
+    need_gb = n_q * n_g * 4 / 2**30
+    if need_gb <= args.naive_max_gb:
+        t, m, (_, idx_n) = measure(lambda: naive_topk(q, g, k), reps)
+        agree = float((idx_n == reference).double().mean())
+        row("naive matmul + torch.topk", t, m, note=f"{agree:.4%} same ids")
+    else:
+        skipped = f"needs the {need_gb:.0f} GB score matrix"
+        rows.append({"gallery": n_g, "method": "naive matmul + torch.topk", "skipped": skipped})
+        print(f"  {n_g:>8} naive: skipped ({skipped})", flush=True)
+    sub = min(n_q, args.torchmetrics_queries)
+    t, m, _ = measure(lambda: torchmetrics_topk_loop(q[:sub], g, k))
+    row("torchmetrics per-query loop", t, m, n=sub, note=f"measured on {sub} queries, extrapolated")
+    return rows
+
+
+def bench_metrics(args: argparse.Namespace, gen: torch.Generator) -> list[dict[str, Any]]:
+    """retrieval_metrics against torchmetrics on one gallery."""
+    n_q, n_g, d = args.queries, args.metrics_gallery, args.dim
+    g = unit_rows(n_g, d, gen)
+    target = torch.randint(0, n_g, (n_q,), generator=gen)
+    q = g[target] + 0.1 * torch.randn(n_q, d, generator=gen)  # queries near their positive
+    ks = (1, 5, 10)
+    print("retrieval_metrics ...", flush=True)
+    t, m, values = measure(lambda: retrieval_metrics(q, g, target, ks=ks, metric="dot"))
+    print(f"  mmgeom {t:.2f}s peak +{m:.0f} MiB", flush=True)
+    rows = [
+        {
+            "method": "mmgeom retrieval_metrics",
+            "queries_measured": n_q,
+            "seconds": t,
+            "peak_extra_mib": m,
+            "note": "one positive per query",
+            "values": values,
+        }
+    ]
+    sub = min(n_q, args.torchmetrics_queries)
+    t_s, m_s, _ = measure(lambda: torchmetrics_metrics(q[:sub], g, target[:sub], ks))
+    print(f"  torchmetrics {t_s:.2f}s on {sub} queries", flush=True)
+    rows.append(
+        {
+            "method": "torchmetrics functional (per-query loop)",
+            "queries_measured": sub,
+            "seconds": t_s * n_q / sub,
+            "peak_extra_mib": m_s,
+            "note": f"one positive per query; measured on {sub} queries, extrapolated x{n_q / sub:.0f}",
+        }
+    )
+    # Five positives per query (five captions per image).
+    extra = torch.randint(0, n_g, (n_q, 4), generator=gen)
+    lists = [sorted({int(target[i]), *extra[i].tolist()}) for i in range(n_q)]
+    t5, m5, _ = measure(lambda: retrieval_metrics(q, g, lists, ks=ks, metric="dot"))
+    print(f"  mmgeom 5 positives {t5:.2f}s", flush=True)
+    rows.append(
+        {
+            "method": "mmgeom retrieval_metrics",
+            "queries_measured": n_q,
+            "seconds": t5,
+            "peak_extra_mib": m5,
+            "note": "five positives per query",
+        }
+    )
+    for rec in rows:
+        rec["gallery"] = n_g
+    return rows
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    gen = torch.Generator().manual_seed(0)
+    d, n_q = args.dim, args.queries
+    try:
+        import faiss
+
+        have_faiss, faiss_version = True, faiss.__version__
+    except ImportError:
+        have_faiss, faiss_version = False, None
+    import torchmetrics
+
+    result: dict[str, Any] = {
+        "command": args.command,
+        "machine": {
+            "cpu": _cpu_name(),
+            "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "faiss": faiss_version,
+            "torchmetrics": torchmetrics.__version__,
+            "python": platform.python_version(),
+            "load_average_start": os.getloadavg(),
+        },
+        "setup": {"dim": d, "k": args.k, "queries": n_q, "dtype": "float32", "data": "unit-norm Gaussian"},
+    }
+    print("sgemm roofline ...", flush=True)
+    rate_start = sgemm_rate(*args.sgemm)
+    print(f"  {rate_start:.0f} GFLOP/s", flush=True)
+
+    q = unit_rows(n_q, d, gen)
+    topk_rows: list[dict[str, Any]] = []
+    for n_g in args.galleries:
+        topk_rows += bench_gallery(args, q, unit_rows(n_g, d, gen), have_faiss)
+        _trim()
+    metric_rows = bench_metrics(args, gen)
+    _trim()
+
+    rate_end = sgemm_rate(*args.sgemm)
+    roofline = max(rate_start, rate_end)
+    result["roofline"] = {
+        "sgemm_gflops_start": rate_start,
+        "sgemm_gflops_end": rate_end,
+        "used": roofline,
+        "shape": list(args.sgemm),
+    }
+    for rec in topk_rows:
+        if "gflops" in rec:
+            rec["roofline_fraction"] = rec["gflops"] / roofline
+    for rec in metric_rows:
+        rec["queries_per_s"] = n_q / rec["seconds"]
+        rec["roofline_fraction"] = 2.0 * n_q * rec["gallery"] * d / rec["seconds"] / 1e9 / roofline
+    result["topk"], result["metrics"] = topk_rows, metric_rows
+    result["machine"]["load_average_end"] = os.getloadavg()
+    return result
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def markdown(res: dict[str, Any]) -> str:
+    mach, roof = res["machine"], res["roofline"]
+    lines = [
+        "# Retrieval benchmark",
+        "",
+        "```",
+        res["command"],
+        "```",
+        "",
+        f"Machine: {mach['cpu']}, {mach['cores']} cores, torch {mach['torch']} ({mach['torch_threads']} "
+        f"threads), faiss {mach['faiss']}, torchmetrics {mach['torchmetrics']}. Load average "
+        f"{mach['load_average_start'][0]:.2f} at the start and {mach['load_average_end'][0]:.2f} at the end: "
+        "the cores are shared with other jobs, so absolute numbers are noisy; the roofline was measured "
+        "in the same run, under the same conditions.",
+        "",
+        f"Roofline: float32 sgemm {roof['shape'][0]}x{roof['shape'][1]}x{roof['shape'][2]}, best of 5: "
+        f"{roof['sgemm_gflops_start']:.0f} GFLOP/s at the start, {roof['sgemm_gflops_end']:.0f} at the end; "
+        f"{roof['used']:.0f} used. Fraction = 2·N_q·N_g·D / time / roofline.",
+        "",
+        f"## Top-{res['setup']['k']}, {res['setup']['queries']} queries, D = {res['setup']['dim']}, float32",
+        "",
+        "| gallery | method | queries/s | GFLOP/s | roofline | peak extra memory | note |",
+        "|---:|---|---:|---:|---:|---:|---|",
+    ]
+    for r in res["topk"]:
+        if "skipped" in r:
+            lines.append(f"| {r['gallery']:,} | {r['method']} | – | – | – | – | skipped: {r['skipped']} |")
+            continue
+        lines.append(
+            f"| {r['gallery']:,} | {r['method']} | {r['queries_per_s']:,.0f} | {r['gflops']:.0f} | "
+            f"{r['roofline_fraction']:.0%} | {r['peak_extra_mib']:,.0f} MiB | {r['note']} |"
+        )
+    lines += [
+        "",
+        f"## retrieval_metrics, {res['setup']['queries']} queries x {res['metrics'][0]['gallery']:,} gallery "
+        "(hit/recall/precision/nDCG @1,5,10, MRR, mAP, median/mean rank)",
+        "",
+        "| method | seconds | queries/s | roofline | peak extra memory | note |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for r in res["metrics"]:
+        lines.append(
+            f"| {r['method']} | {r['seconds']:.1f} | {r['queries_per_s']:,.0f} | "
+            f"{r['roofline_fraction']:.0%} | {r['peak_extra_mib']:,.0f} MiB | {r['note']} |"
+        )
+    lines += [
+        "",
+        "Peak extra memory: resident-set high-water mark (VmHWM, reset through /proc/self/clear_refs after "
+        "malloc_trim) minus the resident set before the call; it includes FAISS's copy of the gallery and "
+        "the naive method's full score matrix. torchmetrics rows ran on a subset of the queries and are "
+        "extrapolated linearly (its cost is one full score row and a sort per query).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="tiny smoke run")
+    p.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
+    args = p.parse_args(argv)
+    args.command = "python benchmarks/bench_retrieval.py" + (
+        " " + shlex.join(argv or sys.argv[1:]) if (argv or sys.argv[1:]) else ""
+    )
+    args.dim, args.k = 512, 10
+    if args.quick:
+        args.dim = 64
+        args.queries, args.galleries, args.metrics_gallery = 200, [2000, 5000], 2000
+        args.torchmetrics_queries, args.naive_max_gb, args.sgemm = 20, 1.0, (512, 1024, 64)
+        args.repeats = 1
+        out = args.out or Path(tempfile.mkdtemp(prefix="bench_retrieval_"))
+    else:
+        args.queries, args.galleries, args.metrics_gallery = 10_000, [100_000, 1_000_000], 100_000
+        args.torchmetrics_queries, args.naive_max_gb, args.sgemm = 200, 8.0, (4096, 16384, 512)
+        args.repeats = 2
+        out = args.out or ROOT / "benchmarks" / "results"
+    res = run(args)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "retrieval.json").write_text(json.dumps(res, indent=2) + "\n")
+    (out / "retrieval.md").write_text(markdown(res))
+    print(f"wrote {out / 'retrieval.json'} and {out / 'retrieval.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
