@@ -11,7 +11,9 @@ existing signatures do not change):
 * :func:`fit_linear_probe` / :class:`LinearProbe` / :func:`linear_probe_accuracy` — multinomial logistic
   regression (L2 on the weights) fitted by L-BFGS in float64 on frozen embeddings;
 * :func:`mean_std`, :func:`aggregate`, :func:`format_mean_std` — mean ± sample std (``ddof=1``) over seeds;
-* :func:`markdown_table` — a GitHub markdown table from a header and rows;
+* :func:`markdown_table` — a GitHub markdown table from a header and rows; :func:`pivot_table` (one
+  metric, rows x columns, e.g. loss x M) and :func:`metric_table` (one row per setting, one column per
+  metric) lay out ``mean ± std`` cells of aggregated settings;
 * :class:`PlotPanel`, :func:`line_plots` — error-bar line plots (mean ± std) saved as PNG with Agg,
   without touching pyplot's global state;
 * :func:`write_json` — JSON with non-finite floats as ``null`` and floats rounded (small files);
@@ -54,6 +56,8 @@ __all__ = [
     "linear_probe_accuracy",
     "markdown_table",
     "mean_std",
+    "metric_table",
+    "pivot_table",
     "run_seeds",
     "study_command",
     "torch_threads",
@@ -490,3 +494,69 @@ def study_command(name: str, out: str | Path, seeds: int | None = None, quick: b
         parts += ["--seeds", str(int(seeds))]
     parts += ["--out", str(out)]
     return " ".join(parts)
+
+
+# ------------------------------------------------------------------------- tables of aggregates
+# (added after the first commit; entries are dicts with a ``"metrics"`` entry as returned by aggregate)
+
+
+def _cell(entry: Mapping[str, Any], metric: str, digits: int) -> str:
+    stats = entry["metrics"].get(metric)
+    if stats is None:
+        return "–"
+    return format_mean_std(stats["mean"], stats["std"], digits)
+
+
+def pivot_table(
+    entries: Sequence[Mapping[str, Any]],
+    row: str,
+    col: str,
+    metric: str,
+    *,
+    digits: int = 3,
+    corner: str = "",
+    col_format: str = "{}",
+) -> str:
+    """Markdown table of one metric's ``mean ± std``, rows ``entry[row]`` x columns ``entry[col]``.
+
+    Args:
+        entries: dicts holding ``entry[row]``, ``entry[col]`` and ``entry["metrics"][metric]`` =
+            ``{"mean", "std", ...}`` (the output of :func:`aggregate`).
+        row: key whose values label the rows (first-seen order).
+        col: key whose values label the columns (first-seen order).
+        metric: the metric shown.
+        digits: decimals.
+        corner: title of the first column.
+        col_format: format of the column titles (``"M = {}"``).
+
+    Missing combinations show ``–``.
+    """
+    rows = list(dict.fromkeys(e[row] for e in entries))
+    cols = list(dict.fromkeys(e[col] for e in entries))
+    by_key = {(e[row], e[col]): e for e in entries}
+    body = []
+    for r in rows:
+        cells = [_cell(by_key[(r, c)], metric, digits) if (r, c) in by_key else "–" for c in cols]
+        body.append([r, *cells])
+    return markdown_table([corner, *[col_format.format(c) for c in cols]], body)
+
+
+def metric_table(
+    entries: Sequence[Mapping[str, Any]],
+    label: str,
+    metrics: Sequence[tuple[str, str]],
+    *,
+    digits: int = 3,
+    corner: str = "",
+) -> str:
+    """Markdown table: one row per entry (titled ``entry[label]``), one ``mean ± std`` column per metric.
+
+    Args:
+        entries: dicts with ``entry[label]`` and ``entry["metrics"]`` (see :func:`pivot_table`).
+        label: key of the row titles.
+        metrics: ``(metric key, column title)`` pairs.
+        digits: decimals.
+        corner: title of the first column.
+    """
+    body = [[e[label], *[_cell(e, k, digits) for k, _ in metrics]] for e in entries]
+    return markdown_table([corner, *[title for _, title in metrics]], body)
