@@ -395,8 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     args.dim, args.k = 512, 10
     if args.quick:
         args.dim = 64
-        args.queries, args.galleries, args.metrics_gallery = 200, [2000, 5000], 2000
-        args.torchmetrics_queries, args.naive_max_gb, args.sgemm = 20, 1.0, (512, 1024, 64)
+        args.queries, args.galleries, args.metrics_gallery = 100, [1000, 3000], 1000
+        args.torchmetrics_queries, args.naive_max_gb, args.sgemm = 10, 1.0, (512, 1024, 64)
         args.repeats = 1
         out = args.out or Path(tempfile.mkdtemp(prefix="bench_retrieval_"))
     else:

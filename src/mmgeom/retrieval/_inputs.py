@@ -241,6 +241,16 @@ def scale_gallery_chunk(g: Tensor, scoring: Scoring, start: int, name: str = "ga
     return g * scale[:, None]
 
 
+def scaled_norm_max(g: Tensor, scoring: Scoring, start: int) -> float:
+    """Largest row norm of a scaled gallery chunk (cosine rows are unit up to rounding: no pass needed)."""
+    if not scoring.normalise:
+        return float(g.norm(dim=1).max())
+    top = 1.0
+    if scoring.magnitudes is not None:
+        top = float(scoring.magnitudes[start : start + g.shape[0]].max())
+    return top * (1.0 + 1e-5)
+
+
 def chunk_ranges(n: int, size: int) -> list[tuple[int, int]]:
     """``[(0, size), (size, 2 size), ..., (.., n)]``; the last range may be shorter."""
     return [(s, min(s + size, n)) for s in range(0, n, size)]

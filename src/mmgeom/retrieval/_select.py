@@ -113,7 +113,15 @@ def _filter_and_merge(
     # keep x  <=>  x > theta  <=>  x >= nextafter(theta, +inf)
     theta = run_values.amin(dim=1, keepdim=True)
     threshold = torch.nextafter(theta, torch.full_like(theta, float("inf")))
-    hits = (gmax >= threshold).nonzero()
+    # Once the running top-k is warm most rows gain nothing from a block: test rows before groups.
+    rows = (gmax.amax(dim=1, keepdim=True) >= threshold).flatten().nonzero().flatten()
+    if rows.numel() == 0:
+        return run_values, run_index
+    if rows.numel() < r // 2:
+        sub = (gmax[rows] >= threshold[rows]).nonzero()
+        hits = torch.stack([rows[sub[:, 0]], sub[:, 1]], dim=1)
+    else:
+        hits = (gmax >= threshold).nonzero()
     if hits.shape[0] > r * k:
         theta0 = torch.topk(gmax, k, dim=1, sorted=False).values.amin(dim=1, keepdim=True)
         threshold = torch.maximum(threshold, theta0)

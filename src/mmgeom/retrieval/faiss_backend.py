@@ -27,6 +27,7 @@ from ._inputs import (
     chunk_ranges,
     prepare_query,
     scale_gallery_chunk,
+    scaled_norm_max,
 )
 from ._plan import DEFAULT_MEMORY_MB
 from ._select import SENTINEL, select
@@ -76,7 +77,7 @@ def faiss_candidates(
     ranges = chunk_ranges(gallery.n, cg)
     for g0, g1 in tqdm(ranges, desc="topk[faiss]", unit="chunk", disable=not progress, leave=False):
         scaled = scale_gallery_chunk(gallery.chunk(g0, g1), scoring, g0)
-        norm_max = max(norm_max, float(scaled.norm(dim=1).max()))
+        norm_max = max(norm_max, scaled_norm_max(scaled, scoring, g0))
         g = _as_faiss(scaled)
         index = faiss.IndexFlatIP(d)
         index.add(g)

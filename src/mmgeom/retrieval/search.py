@@ -22,6 +22,7 @@ from ._inputs import (
     chunk_ranges,
     prepare_query,
     scale_gallery_chunk,
+    scaled_norm_max,
 )
 from ._plan import DEFAULT_MEMORY_MB, topk_chunks
 from ._select import SENTINEL, merge_block
@@ -162,7 +163,7 @@ def torch_candidates(
     bar = tqdm(g_ranges, desc="topk", unit="chunk", disable=not progress, leave=False)
     for g0, g1 in bar:
         g = scale_gallery_chunk(gallery.chunk(g0, g1).to(q.device), scoring, g0)
-        norm_max = max(norm_max, float(g.norm(dim=1).max()))
+        norm_max = max(norm_max, scaled_norm_max(g, scoring, g0))
         w = g1 - g0
         for q0, q1 in q_ranges:
             block = buffer[: (q1 - q0) * w].view(q1 - q0, w)
