@@ -82,13 +82,20 @@ def iter_positive_ranks(
     cq, cg = chunks if chunks is not None else rank_chunks(n_q, gallery.n, d, itemsize, budget)
     cq, cg = min(cq, n_q), min(cg, gallery.n)
     scale = gallery_scale(gallery, scoring, cg)
+    if scale is not None:
+        scale = scale.to(q.device)
     g_ranges = chunk_ranges(gallery.n, cg)
+    # One buffer for a query chunk's score rows, laid out block after block so that every block
+    # ``(r, w_j)`` is contiguous (a GEMM output) and the buffer is reused across query chunks.
+    buffer = torch.empty(cq * gallery.n, dtype=q.dtype, device=q.device)
     for q0, q1 in tqdm(chunk_ranges(n_q, cq), desc="ranks", disable=not progress, leave=False):
+        r = q1 - q0
         blocks = []
         for g0, g1 in g_ranges:
-            block = torch.mm(q[q0:q1], gallery.chunk(g0, g1, check=False).to(q.device).T)
+            block = buffer[r * g0 : r * g1].view(r, g1 - g0)
+            torch.mm(q[q0:q1], gallery.chunk(g0, g1, check=False).to(q.device).T, out=block)
             if scale is not None:
-                block.mul_(scale[g0:g1].to(block.device))
+                block.mul_(scale[g0:g1])
             blocks.append(block)
         counts = relevance.counts(q0, q1)
         with limited_threads():
