@@ -8,6 +8,7 @@ Example:
 """
 
 from .checkpoint import atomic_save_tensors, atomic_write_text, load_tensors, save_module
+from .checkpoint_store import Checkpoint, CheckpointStore, CheckpointWarning
 from .config import (
     DataConfig,
     EvalConfig,
@@ -21,6 +22,7 @@ from .config import (
     config_from_dict,
     load_config,
 )
+from .config_runtime import CheckpointConfig, DistributedConfig, FaultsConfig, LoggingConfig
 from .demo import (
     demo_config,
     diagnostic_summary,
@@ -29,28 +31,49 @@ from .demo import (
     pair_rows,
     run_demo,
 )
-from .errors import ConfigError, NonFiniteLossError
-from .evaluate import cross_view_retrieval, embed_views, evaluate_split, geometry_diagnostics
+from .errors import CheckpointError, ConfigError, NonFiniteLossError, TrainingInterrupted
+from .evaluate import (
+    cross_view_retrieval,
+    embed_views,
+    evaluate_split,
+    geometry_diagnostics,
+    nearest_centroid_accuracy,
+)
+from .faults import Fault, StopSignals
 from .logging import JsonlWriter, read_jsonl
+from .module_state import register_checkpoint_attributes
+from .resume import check_resume_config, find_resumable_run, trim_metrics
+from .rng import capture_rng_state, restore_rng_state
 from .rundir import resolve_run_dir
 from .schedule import build_scheduler, warmup_cosine_lr
 from .seeding import seed_everything
 from .trainer import Trainer, TrainResult, build_data, build_encoder, build_loss, build_optimizer, train
 
 __all__ = [
+    "Checkpoint",
+    "CheckpointConfig",
+    "CheckpointError",
+    "CheckpointStore",
+    "CheckpointWarning",
     "ConfigError",
     "DataConfig",
+    "DistributedConfig",
     "EvalConfig",
     "ExperimentConfig",
+    "Fault",
+    "FaultsConfig",
     "JsonlWriter",
+    "LoggingConfig",
     "LossConfig",
     "ModelConfig",
     "NonFiniteLossError",
     "OptimConfig",
     "RunConfig",
+    "StopSignals",
     "TrainConfig",
     "TrainResult",
     "Trainer",
+    "TrainingInterrupted",
     "apply_overrides",
     "atomic_save_tensors",
     "atomic_write_text",
@@ -59,23 +82,30 @@ __all__ = [
     "build_loss",
     "build_optimizer",
     "build_scheduler",
+    "capture_rng_state",
+    "check_resume_config",
     "config_from_dict",
     "cross_view_retrieval",
     "demo_config",
     "diagnostic_summary",
     "embed_views",
     "evaluate_split",
+    "find_resumable_run",
     "geometry_diagnostics",
     "list_packaged_configs",
     "load_config",
     "load_tensors",
+    "nearest_centroid_accuracy",
     "packaged_config_path",
     "pair_rows",
     "read_jsonl",
+    "register_checkpoint_attributes",
     "resolve_run_dir",
+    "restore_rng_state",
     "run_demo",
     "save_module",
     "seed_everything",
     "train",
+    "trim_metrics",
     "warmup_cosine_lr",
 ]

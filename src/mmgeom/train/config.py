@@ -15,35 +15,18 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from itertools import combinations
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, field_validator, model_validator
 
 from ..data import check_fractions, dataset_views, list_datasets
 from ..losses import create_loss, get_loss_class, list_losses
 from ..models import list_heads
-from .errors import ConfigError
-from .yaml_io import dump_yaml, parse_value, read_yaml
-
-
-def _error(message: str, key: str | None = None, path: str | None = None) -> PydanticCustomError:
-    """A validation error whose key path is refined by ``key`` (relative) or replaced by ``path``."""
-    ctx: dict[str, Any] = {"message": message}
-    if key is not None:
-        ctx["key"] = key
-    if path is not None:
-        ctx["path"] = path
-    return PydanticCustomError("config", "{message}", ctx)
-
-
-class Section(BaseModel):
-    """Base of every config section: unknown keys are errors; assignments are validated."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+from .config_base import Section, _error
+from .config_runtime import CheckpointConfig, DistributedConfig, FaultsConfig, LoggingConfig
+from .yaml_io import dump_yaml
 
 
 class DataConfig(Section):
@@ -235,6 +218,10 @@ class TrainConfig(Section):
         num_threads: torch intra-op CPU threads during :meth:`Trainer.fit` (restored afterwards);
             ``None`` keeps torch's default. Small models train faster and far more steadily on a
             busy machine with 1 thread than with spinning OpenMP workers.
+        precision: ``"fp32"``, or ``"bf16"`` autocast of the encoder and loss forward (CPU and CUDA;
+            the losses still accumulate their O(B^2) reductions in float32).
+        deterministic: ``torch.use_deterministic_algorithms(True)`` during :meth:`Trainer.fit`
+            (bit-identical reruns on GPUs too, at some speed cost).
     """
 
     steps: int = Field(default=500, ge=1)
@@ -246,6 +233,8 @@ class TrainConfig(Section):
     progress: bool = True
     device: str = "cpu"
     num_threads: int | None = Field(default=None, ge=1)
+    precision: Literal["fp32", "bf16"] = "fp32"
+    deterministic: bool = False
 
 
 class EvalConfig(Section):
@@ -257,6 +246,8 @@ class EvalConfig(Section):
         directions: ``"both"`` (query→gallery and gallery→query, and their mean) or ``"forward"``.
         ks: cut-offs for hit@K.
         diagnostics: also run :func:`mmgeom.geometry.diagnose` on the embeddings.
+        classification: also score nearest-class-centroid accuracy per view and of the fused embedding
+            (centroids from the training split; ``classification/...`` keys).
     """
 
     split: Literal["val", "test"] = "val"
@@ -264,6 +255,7 @@ class EvalConfig(Section):
     directions: Literal["both", "forward"] = "both"
     ks: list[int] = Field(default_factory=lambda: [1, 5, 10])
     diagnostics: bool = True
+    classification: bool = True
 
     @field_validator("ks")
     @classmethod
@@ -295,7 +287,8 @@ class RunConfig(Section):
 
 
 class ExperimentConfig(Section):
-    """The whole experiment: ``data``, ``model``, ``loss``, ``optim``, ``train``, ``eval``, ``run``."""
+    """The whole experiment: ``data``, ``model``, ``loss``, ``optim``, ``train``, ``eval``, ``run``, and
+    how it runs: ``checkpoint``, ``logging``, ``distributed``, ``faults``."""
 
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -304,6 +297,10 @@ class ExperimentConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+    faults: FaultsConfig = Field(default_factory=FaultsConfig)
 
     @model_validator(mode="after")
     def _cross_section(self) -> ExperimentConfig:
@@ -319,6 +316,14 @@ class ExperimentConfig(Section):
                     raise _error(f"view {v!r} is not among the data views {list(views)}", path="eval.pairs")
             if q == g:
                 raise _error(f"a pair needs two different views, got [{q}, {g}]", path="eval.pairs")
+        if self.distributed.loss_regime == "local" and self.loss.name != "infonce":
+            raise _error(
+                f"the local loss regime is implemented for infonce only, not {self.loss.name!r}; use global",
+                path="distributed.loss_regime",
+            )
+        metric = self.checkpoint.best_metric
+        if metric is not None and metric.startswith("classification/") and not self.eval.classification:
+            raise _error(f"{metric!r} needs eval.classification: true", path="checkpoint.best_metric")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -330,106 +335,26 @@ class ExperimentConfig(Section):
         return dump_yaml(self.to_dict())
 
 
-# ----------------------------------------------------------------------------------------- loading
+# The loading functions live in config_load.py (schema here, reading and overriding there); they are
+# re-exported so that ``mmgeom.train.config.load_config`` keeps working.
+from .config_load import (  # noqa: E402
+    apply_overrides,
+    config_from_dict,
+    format_validation_error,
+    load_config,
+)
 
-
-def _allowed_keys(loc: tuple[Any, ...]) -> list[str] | None:
-    model: Any = ExperimentConfig
-    for part in loc[:-1]:
-        fields = getattr(model, "model_fields", None)
-        if fields is None or part not in fields:
-            return None
-        model = fields[part].annotation
-    fields = getattr(model, "model_fields", None)
-    return list(fields) if fields is not None else None
-
-
-def format_validation_error(err: ValidationError) -> list[str]:
-    """One ``"key.path: message"`` line per error, with the full key path and a spelling hint."""
-    lines = []
-    for e in err.errors():
-        loc: tuple[Any, ...] = tuple(x for x in e["loc"] if not (isinstance(x, str) and "[" in x))
-        ctx = e.get("ctx") or {}
-        if "path" in ctx:
-            loc = tuple(str(ctx["path"]).split("."))
-        elif "key" in ctx:
-            loc = (*loc, *str(ctx["key"]).split("."))
-        path = ".".join(str(x) for x in loc) or "<top level>"
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            allowed = _allowed_keys(loc) or []
-            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            msg = f"unknown key; {hint}allowed keys: {', '.join(allowed)}"
-        elif msg.startswith("Value error, "):
-            msg = msg.removeprefix("Value error, ")
-        lines.append(f"{path}: {msg}")
-    return lines
-
-
-def config_from_dict(raw: Any, source: str | None = None) -> ExperimentConfig:
-    """Validate a plain dict.
-
-    Raises:
-        ConfigError: listing each offending key path.
-    """
-    where = f"invalid config {source}" if source else "invalid config"
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: expected a mapping of sections, got {type(raw).__name__}")
-    try:
-        return ExperimentConfig.model_validate(dict(raw))
-    except ValidationError as err:
-        lines = format_validation_error(err)
-        raise ConfigError(f"{where}:\n  " + "\n  ".join(lines)) from None
-
-
-def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Apply ``"section.key=value"`` overrides to a raw config dict (values parsed as YAML).
-
-    Intermediate sections are created when absent; unknown keys are left for validation to report.
-
-    Raises:
-        ConfigError: an override without ``=``, with an empty key part, or that descends into a value.
-    """
-    out: dict[str, Any] = _deep_copy(raw)
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        parts = key.split(".")
-        if not sep or not key or any(not p for p in parts):
-            raise ConfigError(f"override {item!r}: expected KEY.PATH=VALUE, e.g. optim.lr=1e-3")
-        try:
-            value = parse_value(text)
-        except ValueError as err:
-            raise ConfigError(f"override {item!r}: {err}") from None
-        node = out
-        for i, p in enumerate(parts[:-1]):
-            child = node.get(p)
-            if child is None:
-                child = node[p] = {}
-            elif not isinstance(child, dict):
-                raise ConfigError(f"override {item!r}: {'.'.join(parts[: i + 1])} is a value, not a section")
-            node = child
-        node[parts[-1]] = value
-    return out
-
-
-def _deep_copy(raw: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
-
-
-def load_config(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentConfig:
-    """Read a YAML config, apply dotted overrides, validate.
-
-    Raises:
-        ConfigError: unreadable file, invalid YAML, bad override or invalid values (with key paths).
-    """
-    try:
-        raw = read_yaml(path)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    if raw is not None and not isinstance(raw, Mapping):
-        raise ConfigError(f"invalid config {path}: expected a mapping of sections, got {type(raw).__name__}")
-    return config_from_dict(apply_overrides(raw or {}, overrides), str(path))
+__all__ = [
+    "DataConfig",
+    "EvalConfig",
+    "ExperimentConfig",
+    "LossConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "RunConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "format_validation_error",
+    "load_config",
+]

@@ -10,7 +10,10 @@ Keys of the returned dict:
 * ``retrieval/<a><-><b>/<metric>``: the mean of the two directions (``directions="both"``);
 * ``retrieval/mean/<metric>``: the mean over the evaluated pairs (of the pair values above);
 * ``geometry/<name>``: every diagnostic;
-* ``chance/hit@1``: ``1 / N_gallery``.
+* ``classification/<view>/accuracy``, ``classification/fused/accuracy``: nearest-class-centroid accuracy
+  of each view's embeddings and of their fusion (the mean of the L2-normalised views), with the class
+  centroids computed on a reference (training) split — when one is given;
+* ``chance/hit@1``: ``1 / N_gallery``; ``chance/accuracy``: the majority-class rate of the split.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as nnf
 from torch import Tensor, nn
 
 from ..data import MultiViewDataset
@@ -109,6 +113,42 @@ def geometry_diagnostics(embeddings: Mapping[str, Tensor], labels: Tensor | None
     return {f"geometry/{k}": v for k, v in _scalars(diagnose(dict(embeddings), labels=labels)).items()}
 
 
+def _fused(embeddings: Mapping[str, Tensor]) -> Tensor:
+    return torch.stack([nnf.normalize(z.float(), dim=1) for z in embeddings.values()]).mean(dim=0)
+
+
+def nearest_centroid_accuracy(
+    reference: Mapping[str, Tensor],
+    reference_labels: Tensor,
+    embeddings: Mapping[str, Tensor],
+    labels: Tensor,
+) -> dict[str, float]:
+    """Accuracy of assigning each row to the class whose mean (normalised) reference embedding is the
+    most cosine-similar, per view and for the fused embedding (mean of the normalised views).
+
+    Args:
+        reference: view -> ``(N_ref, D)`` embeddings with known labels (the training split).
+        reference_labels: ``(N_ref,)`` class ids.
+        embeddings: view -> ``(N, D)`` embeddings to classify.
+        labels: ``(N,)`` true class ids.
+
+    Returns:
+        ``classification/<view>/accuracy`` and ``classification/fused/accuracy``.
+    """
+    classes = int(max(int(reference_labels.max()), int(labels.max()))) + 1
+    onehot = nnf.one_hot(reference_labels.long(), classes).float()
+    counts = onehot.sum(dim=0).clamp_min(1.0)
+    out: dict[str, float] = {}
+    items = [*embeddings.items(), ("fused", _fused(embeddings))]
+    refs = {**reference, "fused": _fused(reference)}
+    for view, z in items:
+        centroids = (onehot.T @ nnf.normalize(refs[view].float(), dim=1)) / counts[:, None]
+        scores = nnf.normalize(z.float(), dim=1) @ nnf.normalize(centroids, dim=1).T
+        scores[:, onehot.sum(dim=0) == 0] = float("-inf")  # classes absent from the reference
+        out[f"classification/{view}/accuracy"] = float((scores.argmax(dim=1) == labels).float().mean())
+    return out
+
+
 def evaluate_split(
     encoder: nn.Module,
     data: MultiViewDataset,
@@ -118,11 +158,21 @@ def evaluate_split(
     ks: Sequence[int] = (1, 5, 10),
     diagnostics: bool = True,
     device: str | torch.device = "cpu",
+    classification_reference: MultiViewDataset | None = None,
 ) -> dict[str, float]:
-    """Embed ``data`` and score retrieval (and diagnostics); see the module docstring for the keys."""
+    """Embed ``data`` and score retrieval (and diagnostics); see the module docstring for the keys.
+
+    Args:
+        classification_reference: a labelled split (the training rows) whose class centroids
+            classify ``data``; ``None`` skips classification.
+    """
     emb = embed_views(encoder, data, device)
     metrics = cross_view_retrieval(emb, pairs, directions, ks)
     if diagnostics:
         metrics.update(geometry_diagnostics(emb, data.labels))
+    if classification_reference is not None and len(data):
+        ref = embed_views(encoder, classification_reference, device)
+        metrics.update(nearest_centroid_accuracy(ref, classification_reference.labels, emb, data.labels))
+        metrics["chance/accuracy"] = float(torch.bincount(data.labels).max()) / len(data)
     metrics["chance/hit@1"] = 1.0 / len(data)
     return metrics

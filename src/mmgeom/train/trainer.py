@@ -1,40 +1,69 @@
-"""The training loop: AdamW, warm-up + cosine schedule, clipping, JSONL logging, periodic evaluation.
+"""The trainer: builders, one update (:meth:`Trainer.train_step`), evaluation, and the resumable state.
 
-The loop is split into builders (data, encoder, loss, optimizer, scheduler, sampler) and
-:meth:`Trainer.train_step` / :meth:`Trainer.evaluate`, so resuming (restore the builders' state),
-distributed data parallelism (wrap the encoder, shard the sampler) and reports (read ``metrics.jsonl``)
-can be added around them.
+The loop itself (logging, periodic evaluation, checkpoints, signals) is :mod:`mmgeom.train.loop`; it runs
+behind :meth:`Trainer.fit`. The same trainer runs in one process or in every rank of a ``torchrun`` job:
+when a process group is initialised, the encoder is wrapped in DDP, each rank takes its block of the
+global batch (:func:`~mmgeom.distributed.shard_rows`) and the loss is evaluated on the gathered global
+batch (:class:`~mmgeom.distributed.DistributedLoss`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from ..data import BatchSampler, SplitDataset, load_dataset, split_and_standardize
+from ..distributed import (
+    DistributedLoss,
+    all_gather_object,
+    any_rank,
+    average_gradients,
+    distributed_info,
+    shard_rows,
+)
 from ..losses import LossOutput, create_loss
 from ..models import MultiViewEncoder
 from ..version import __version__
-from .checkpoint import atomic_write_text, save_module
+from .checkpoint_store import Checkpoint
 from .config import DataConfig, ExperimentConfig, LossConfig, ModelConfig
 from .errors import ConfigError, NonFiniteLossError
 from .evaluate import evaluate_split
-from .logging import JsonlWriter
-from .rundir import resolve_run_dir
+from .faults import Fault, check_loss_finite, embedding_fault, first_non_finite, loss_fault
+from .module_state import load_module_extra_state, module_extra_state, split_state_dict
+from .rng import capture_rng_state, restore_rng_state
 from .schedule import build_scheduler
 from .seeding import seed_everything
+
+__all__ = [
+    "CONFIG_FILE",
+    "LOSS_WEIGHTS_FILE",
+    "METRICS_FILE",
+    "WEIGHTS_FILE",
+    "TrainResult",
+    "Trainer",
+    "build_data",
+    "build_encoder",
+    "build_loss",
+    "build_optimizer",
+    "check_loss_finite",
+    "first_non_finite",
+    "train",
+]
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 WEIGHTS_FILE = "model.safetensors"
 LOSS_WEIGHTS_FILE = "loss.safetensors"
+
+#: Version of the trainer state layout inside checkpoints.
+STATE_FORMAT = 1
 
 
 def build_data(cfg: DataConfig) -> SplitDataset:
@@ -59,33 +88,22 @@ def build_optimizer(cfg: ExperimentConfig, params: list[nn.Parameter]) -> torch.
     return torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
 
 
-def _first_non_finite(x: Tensor) -> float | None:
-    bad = ~torch.isfinite(x.detach())
-    return float(x.detach()[bad].reshape(-1)[0]) if bool(bad.any()) else None
-
-
-def check_loss_finite(out: LossOutput, step: int) -> None:
-    """Raise :class:`NonFiniteLossError` naming the first non-finite term (``"total"`` if only it is)."""
-    if bool(torch.isfinite(out.total.detach()).all()):
-        return
-    for name, value in out.terms.items():
-        bad = _first_non_finite(value)
-        if bad is not None:
-            raise NonFiniteLossError(step, f"loss term {name!r}", bad)
-    raise NonFiniteLossError(step, "loss 'total'", float(out.total.detach()))
-
-
 @dataclass
 class TrainResult:
     """What a finished run produced.
 
     Attributes:
         run_dir: the run directory.
-        steps: updates made.
+        steps: updates made (skipped ones included).
         seconds: wall time of the loop (evaluations included).
         history: the ``train`` events (losses averaged over each logging interval).
-        evals: the ``eval`` events, step 0 first when the untrained model was evaluated.
+        evals: the ``eval`` events, step 0 first when the untrained model was evaluated (rank 0 only
+            under ``torchrun``; the other ranks do not evaluate).
         weights: path of ``model.safetensors`` (``None`` when not saved).
+        skipped: non-finite steps skipped (``faults.on_non_finite: skip``).
+        resumed_from: the step of the checkpoint the run resumed from, if it did.
+        checkpoint: the newest checkpoint directory written, if any.
+        best: ``{"metric", "value", "step"}`` of the best evaluation (``checkpoint.best_metric``).
     """
 
     run_dir: Path
@@ -94,6 +112,10 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     evals: list[dict[str, Any]] = field(default_factory=list)
     weights: Path | None = None
+    skipped: int = 0
+    resumed_from: int | None = None
+    checkpoint: Path | None = None
+    best: dict[str, Any] | None = None
 
     @property
     def initial_eval(self) -> dict[str, Any] | None:
@@ -111,15 +133,17 @@ class Trainer:
 
     Args:
         config: the validated experiment config.
-        run_dir: where ``config.yaml``, ``metrics.jsonl`` and weights go; default
+        run_dir: where ``config.yaml``, ``metrics.jsonl``, checkpoints and weights go; default
             ``runs/<run.name>-<timestamp>`` (or ``run.out_dir``).
         data: a prepared split (default: built from ``config.data``).
         encoder: maps ``{view: (B, D_view)}`` to ``{view: (B, D)}`` (default: from ``config.model``).
         loss: a loss called as ``loss(batch) -> LossOutput`` (default: ``create_loss`` from ``config.loss``).
         progress: show the tqdm bar (default ``config.train.progress``).
+        resume: continue from the newest usable checkpoint in ``run_dir`` (see :meth:`fit`).
 
     Raises:
-        ConfigError: the batch size exceeds the training rows, or the evaluation split is empty.
+        ConfigError: the batch size exceeds the training rows or is not divisible by the number of
+            processes, the evaluation split is empty, or TensorBoard is asked for but not installed.
     """
 
     def __init__(
@@ -131,10 +155,14 @@ class Trainer:
         encoder: nn.Module | None = None,
         loss: nn.Module | None = None,
         progress: bool | None = None,
+        resume: bool = False,
     ) -> None:
         self.config = config
-        self.progress = config.train.progress if progress is None else bool(progress)
+        self.dist = distributed_info()
+        self.progress = (config.train.progress if progress is None else bool(progress)) and self.dist.is_main
         self.device = torch.device(config.train.device)
+        if self.device.type == "cuda" and self.device.index is None and self.dist.world_size > 1:
+            self.device = torch.device("cuda", self.dist.local_rank)
         seed_everything(config.train.seed)
         self.data = data if data is not None else build_data(config.data)
         train = self.data.train
@@ -142,13 +170,23 @@ class Trainer:
             raise ConfigError(
                 f"train.batch_size: {config.train.batch_size} exceeds the {len(train)} training rows"
             )
+        if config.train.batch_size % self.dist.world_size:
+            raise ConfigError(
+                f"train.batch_size: {config.train.batch_size} is not divisible by the "
+                f"{self.dist.world_size} processes (it is the global batch, split evenly across ranks)"
+            )
         if len(self.data.part(config.eval.split)) < 2:
             raise ConfigError(f"eval.split: the {config.eval.split!r} split has fewer than 2 rows")
+        if config.logging.tensorboard and self.dist.is_main:
+            from .logging.tensorboard import require_tensorboard
+
+            require_tensorboard()
         self.encoder = (encoder if encoder is not None else build_encoder(config.model, train.view_dims)).to(
             self.device
         )
         self.loss_fn = (loss if loss is not None else build_loss(config.loss)).to(self.device)
         self.params = [p for m in (self.encoder, self.loss_fn) for p in m.parameters() if p.requires_grad]
+        self.loss_params = [p for p in self.loss_fn.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(config, self.params)
         o = config.optim
         self.scheduler = build_scheduler(
@@ -158,48 +196,105 @@ class Trainer:
         self.train_views = {v: x.to(self.device) for v, x in train.views.items()}
         self.train_labels = train.labels.to(self.device)
         self.pairs = config.eval.resolve_pairs(train.view_names)
+        self.model: nn.Module = self.encoder
+        if self.dist.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.encoder, device_ids=ids)
+        self.loss_call = DistributedLoss(self.loss_fn, regime=config.distributed.loss_regime)
         self.step = 0
+        self.skipped = 0
+        self.last_fault: Fault | None = None
+        self.best: dict[str, Any] | None = None
+        self.log_state: dict[str, Any] = {"sums": {}, "count": 0, "seconds": 0.0}
+        self.resume = bool(resume)
         self._run_dir = run_dir
 
     # ------------------------------------------------------------------------------------ one step
 
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.config.train.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _agree(self, fault: Fault | None) -> Fault | None:
+        """The first rank's fault on every rank (ranks must take the same branch)."""
+        if self.dist.world_size == 1 or not any_rank(fault is not None, self.device):
+            return fault
+        return next(f for f in all_gather_object(fault) if f is not None)
+
     def train_step(self) -> dict[str, float]:
         """One update on the next batch; returns ``loss``, ``loss/<term>``, ``lr`` and ``grad_norm``.
 
+        When a value goes non-finite the step stops before the optimizer moves: with
+        ``faults.on_non_finite: stop`` a :class:`NonFiniteLossError` is raised; with ``skip`` the
+        gradients are dropped, the batch and the learning-rate schedule still advance, and
+        ``{"skipped": 1.0, "lr": ...}`` is returned (:attr:`last_fault` says what went wrong).
+
         Raises:
-            NonFiniteLossError: an embedding, a loss term or the gradient norm is NaN/Inf.
+            NonFiniteLossError: an embedding, a loss term or the gradient norm is NaN/Inf (stop mode, or
+                more than ``faults.max_skips`` skips).
         """
         step = self.step + 1
-        idx = self.sampler.next_batch().to(self.device)
+        self.last_fault = None
+        idx = self.sampler.next_batch()
+        if self.dist.world_size > 1:
+            idx = shard_rows(idx, self.dist.rank, self.dist.world_size)
+        idx = idx.to(self.device)
         self.encoder.train()
         self.loss_fn.train()
-        emb = self.encoder({v: x[idx] for v, x in self.train_views.items()})
-        for v, z in emb.items():
-            bad = _first_non_finite(z)
-            if bad is not None:
-                raise NonFiniteLossError(step, f"embeddings of view {v!r}", bad)
-        kwargs = {"labels": self.train_labels[idx]} if self.config.loss.use_labels else {}
-        out: LossOutput = self.loss_fn(emb, **kwargs)
-        check_loss_finite(out, step)
+        with self._autocast():
+            emb = self.model({v: x[idx] for v, x in self.train_views.items()})
+        fault = self._agree(embedding_fault(emb))
+        out: LossOutput | None = None
+        if fault is None:
+            kwargs = {"labels": self.train_labels[idx]} if self.config.loss.use_labels else {}
+            with self._autocast():
+                out = self.loss_call(emb, **kwargs)
+            fault = self._agree(loss_fault(out))
         self.optimizer.zero_grad(set_to_none=True)
+        if fault is not None or out is None:
+            if self.dist.world_size > 1:  # DDP expects a backward after every forward
+                sum(z.float().sum() for z in emb.values()).mul(0.0).backward()
+            return self._fault(step, fault)
         out.total.backward()
+        if self.dist.world_size > 1:
+            average_gradients(self.loss_params)
         clip = self.config.optim.grad_clip
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, clip if clip is not None else math.inf)
         if not math.isfinite(float(grad_norm)):
-            raise NonFiniteLossError(step, "gradient norm", float(grad_norm))
+            return self._fault(step, Fault("gradient norm", float(grad_norm)))
         lr = float(self.optimizer.param_groups[0]["lr"])
         self.optimizer.step()
         self.scheduler.step()
         self.step = step
-        scalars = {"loss": float(out.total.detach())}
-        scalars.update({f"loss/{k}": float(v) for k, v in out.terms.items() if v.numel() == 1})
+        values = self.loss_call.log_scalars(out)
+        scalars = {"loss": values.pop("total")}
+        scalars.update({f"loss/{k}": v for k, v in values.items()})
         scalars.update({"lr": lr, "grad_norm": float(grad_norm)})
         return scalars
+
+    def _fault(self, step: int, fault: Fault | None) -> dict[str, float]:
+        assert fault is not None
+        self.optimizer.zero_grad(set_to_none=True)
+        f = self.config.faults
+        if f.on_non_finite == "stop":
+            raise NonFiniteLossError(step, fault.term, fault.value)
+        if self.skipped >= f.max_skips:
+            raise NonFiniteLossError(step, fault.term, fault.value, self.skipped, f.max_skips)
+        self.skipped += 1
+        self.last_fault = fault
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        self.scheduler.step()
+        self.step = step
+        return {"skipped": 1.0, "lr": lr}
 
     # ----------------------------------------------------------------------------------- evaluation
 
     def evaluate(self, split: str | None = None) -> dict[str, float]:
-        """Retrieval (and diagnostics) of the current model on ``split`` (default ``eval.split``)."""
+        """Retrieval, diagnostics and classification of the current model on ``split``
+        (default ``eval.split``)."""
         e = self.config.eval
         return evaluate_split(
             self.encoder,
@@ -209,82 +304,92 @@ class Trainer:
             ks=e.ks,
             diagnostics=e.diagnostics,
             device=self.device,
+            classification_reference=self.data.train if e.classification else None,
         )
+
+    # ---------------------------------------------------------------------------------------- state
+
+    def state_dict(self, rng: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Everything besides the weights that a resumed run needs to continue bit for bit.
+
+        Args:
+            rng: every rank's RNG state (default: this process's only; under ``torchrun`` the loop
+                gathers them).
+        """
+        _, loss_objects = split_state_dict(self.loss_fn.state_dict())
+        return {
+            "format": STATE_FORMAT,
+            "mmgeom_version": __version__,
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "rng": rng if rng is not None else [capture_rng_state()],
+            "world_size": self.dist.world_size,
+            "skipped": self.skipped,
+            "best": self.best,
+            "log_state": self.log_state,
+            "loss_objects": loss_objects,
+            "loss_attributes": module_extra_state(self.loss_fn),
+        }
+
+    def checkpoint_tensors(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """The encoder's and the loss's ``state_dict`` tensors (what goes to safetensors)."""
+        loss_tensors, _ = split_state_dict(self.loss_fn.state_dict())
+        return dict(self.encoder.state_dict()), loss_tensors
+
+    def load_checkpoint(self, ckpt: Checkpoint) -> None:
+        """Restore weights, optimizer, scheduler, sampler, RNG and counters from a checkpoint.
+
+        Raises:
+            ConfigError: the checkpoint's weights do not fit this model (another config).
+        """
+        state = ckpt.state
+        try:
+            self.encoder.load_state_dict(ckpt.model)
+            self.loss_fn.load_state_dict({**ckpt.loss, **state.get("loss_objects", {})})
+        except RuntimeError as err:
+            raise ConfigError(f"checkpoint {ckpt.path} does not fit this model: {err}") from None
+        load_module_extra_state(self.loss_fn, state.get("loss_attributes", {}))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
+        rngs = state["rng"]
+        restore_rng_state(rngs[self.dist.rank] if len(rngs) == self.dist.world_size else rngs[0])
+        self.step = int(state["step"])
+        self.skipped = int(state.get("skipped", 0))
+        self.best = state.get("best")
+        self.log_state = state.get("log_state", {"sums": {}, "count": 0, "seconds": 0.0})
 
     # ----------------------------------------------------------------------------------------- loop
 
     def fit(self) -> TrainResult:
-        """Run ``train.steps`` updates with logging and evaluation; save the weights.
+        """Run the remaining updates up to ``train.steps`` with logging, evaluation and checkpoints.
 
-        Writes ``config.yaml`` first, then ``metrics.jsonl`` events: ``start``, ``eval`` (step 0 when
-        ``train.eval_before``, every ``train.eval_every`` steps, and after the last step), ``train`` every
-        ``train.log_every`` steps, and ``end`` (or ``error`` before a :class:`NonFiniteLossError` is
-        re-raised).
+        Writes ``config.yaml`` first, then ``metrics.jsonl`` events: ``start`` (or ``resume``), ``eval``
+        (step 0 when ``train.eval_before``, every ``train.eval_every`` steps, and after the last step),
+        ``train`` every ``train.log_every`` steps, ``skip`` for a skipped non-finite step, and ``end``
+        (or ``error`` before a :class:`NonFiniteLossError`, ``interrupted`` before a
+        :class:`~mmgeom.train.TrainingInterrupted`). See :func:`mmgeom.train.loop.run_fit`.
         """
+        from .loop import run_fit
+
+        return run_fit(self)
+
+    @contextlib.contextmanager
+    def _runtime(self) -> Iterator[None]:
+        """Thread count and deterministic algorithms for the duration of :meth:`fit` (restored after)."""
         threads = torch.get_num_threads()
+        deterministic = torch.are_deterministic_algorithms_enabled()
         if self.config.train.num_threads is not None:
             torch.set_num_threads(self.config.train.num_threads)
+        if self.config.train.deterministic:
+            torch.use_deterministic_algorithms(True)
         try:
-            return self._fit()
+            yield
         finally:
             torch.set_num_threads(threads)
-
-    def _fit(self) -> TrainResult:
-        cfg = self.config
-        run_dir = resolve_run_dir(cfg.run.name, self._run_dir or cfg.run.out_dir)
-        atomic_write_text(run_dir / CONFIG_FILE, cfg.to_yaml())
-        result = TrainResult(run_dir=run_dir, steps=0, seconds=0.0)
-        start = time.perf_counter()
-        total = cfg.train.steps
-        with JsonlWriter(run_dir / METRICS_FILE) as log:
-            log.write(
-                "start",
-                0,
-                version=__version__,
-                run_dir=str(run_dir),
-                views=list(self.data.train.view_names),
-                rows={p: len(self.data.part(p)) for p in ("train", "val", "test")},
-                parameters=sum(p.numel() for p in self.params),
-            )
-            if cfg.train.eval_before:
-                result.evals.append(self._log_eval(log))
-            bar = tqdm(total=total, desc="train", unit="step", disable=not self.progress, dynamic_ncols=True)
-            sums: dict[str, float] = {}
-            count = 0
-            try:
-                while self.step < total:
-                    scalars = self.train_step()
-                    for k, v in scalars.items():
-                        sums[k] = sums.get(k, 0.0) + v
-                    count += 1
-                    bar.update(1)
-                    if self.step % cfg.train.log_every == 0 or self.step == total:
-                        means = {k: v / count for k, v in sums.items()}
-                        means["lr"], means["grad_norm"] = scalars["lr"], scalars["grad_norm"]
-                        result.history.append(log.write("train", self.step, **means))
-                        bar.set_postfix(loss=f"{means['loss']:.4f}", lr=f"{scalars['lr']:.2e}")
-                        sums, count = {}, 0
-                    if cfg.train.eval_every and self.step % cfg.train.eval_every == 0 and self.step < total:
-                        result.evals.append(self._log_eval(log))
-            except NonFiniteLossError as err:
-                log.write("error", err.step, term=err.term, value=err.value, message=str(err))
-                raise
-            finally:
-                bar.close()
-            result.evals.append(self._log_eval(log))
-            if cfg.run.save_weights:
-                meta = {"mmgeom_version": __version__, "step": str(self.step)}
-                result.weights = save_module(run_dir / WEIGHTS_FILE, self.encoder, meta)
-                if any(True for _ in self.loss_fn.parameters()):
-                    save_module(run_dir / LOSS_WEIGHTS_FILE, self.loss_fn, meta)
-            result.steps = self.step
-            result.seconds = time.perf_counter() - start
-            log.write("end", self.step, seconds=result.seconds, weights=str(result.weights))
-        return result
-
-    def _log_eval(self, log: JsonlWriter) -> dict[str, Any]:
-        metrics = self.evaluate()
-        return log.write("eval", self.step, split=self.config.eval.split, **metrics)
+            torch.use_deterministic_algorithms(deterministic)
 
 
 def train(

@@ -1,0 +1,110 @@
+"""Resuming a run: which run directory, whether the config still matches, and the metrics file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import atomic_write_text
+from .checkpoint_store import CHECKPOINTS_DIR, CheckpointStore
+from .config import ExperimentConfig
+from .errors import CheckpointError, ConfigError
+from .rundir import RUNS_ROOT
+
+#: Config keys that may differ between the interrupted and the resumed run: they change how the run is
+#: watched, evaluated, saved or where it runs, not the sequence of updates.
+RESUMABLE_CHANGES = (
+    "train.progress",
+    "train.num_threads",
+    "train.eval_every",
+    "train.eval_before",
+    "train.log_every",
+    "train.device",
+    "eval.",
+    "run.",
+    "checkpoint.",
+    "logging.",
+    "faults.",
+    "distributed.backend",
+    "distributed.timeout_s",
+)
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix.rstrip("."): d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v and not prefix.endswith("kwargs."):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_differences(saved: ExperimentConfig, current: ExperimentConfig) -> list[str]:
+    """Dotted keys whose values differ between two configs (``loss.kwargs`` compared as a whole)."""
+    a, b = _flatten(saved.to_dict()), _flatten(current.to_dict())
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
+def check_resume_config(saved: ExperimentConfig, current: ExperimentConfig) -> None:
+    """Refuse to resume when a key that shapes the updates changed (data, model, loss, optim, steps...).
+
+    Raises:
+        ConfigError: naming each such key with its saved and current value.
+    """
+    a, b = _flatten(saved.to_dict()), _flatten(current.to_dict())
+    bad = [k for k in config_differences(saved, current) if not k.startswith(RESUMABLE_CHANGES)]
+    if bad:
+        lines = [f"{k}: run has {a.get(k)!r}, now {b.get(k)!r}" for k in bad]
+        raise ConfigError(
+            "cannot resume: the config differs from the run's config.yaml in keys that change training "
+            "(resume with the same config, or start a new run):\n  " + "\n  ".join(lines)
+        )
+
+
+def trim_metrics(path: str | Path, step: int) -> int:
+    """Drop the events an interrupted run logged after its checkpoint at ``step`` (and any ``end``).
+
+    Returns:
+        The number of events removed. A missing file is left missing; a torn last line (the process was
+        killed mid-write) is dropped.
+    """
+    p = Path(path)
+    if not p.is_file():
+        return 0
+    kept, removed = [], 0
+    for line in p.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            removed += 1
+            continue
+        if int(event.get("step", 0)) > step or event.get("event") == "end":
+            removed += 1
+            continue
+        kept.append(line)
+    atomic_write_text(p, "".join(f"{line}\n" for line in kept))
+    return removed
+
+
+def find_resumable_run(name: str, root: str | Path = RUNS_ROOT) -> Path:
+    """The newest ``<root>/<name>-*`` directory that holds a checkpoint (``--resume`` without a path).
+
+    Raises:
+        CheckpointError: no such directory.
+    """
+    base = Path(root)
+    runs = [
+        p for p in base.glob(f"{name}-*") if p.is_dir() and CheckpointStore(p / CHECKPOINTS_DIR).candidates()
+    ]
+    if not runs:
+        raise CheckpointError(
+            f"--resume: no run directory {base}/{name}-* with a checkpoint; give the run directory: "
+            "mmgeom train CONFIG --resume RUN_DIR"
+        )
+    return max(runs, key=lambda p: (p.stat().st_mtime, p.name))
