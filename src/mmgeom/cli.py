@@ -1,7 +1,11 @@
-"""The ``mmgeom`` command line: ``train``, ``demo`` and ``losses``.
+"""The ``mmgeom`` command line: ``train``, ``demo``, ``losses``, ``config``, ``report``, ``study``.
 
-User errors (a bad config key, a missing data package, a non-finite loss) print one message and exit
-with status 2 (1 for a run that diverged); set ``MMGEOM_DEBUG=1`` to see the traceback instead.
+User errors (a bad config key, a missing data package, no usable checkpoint, a non-finite loss) print one
+message and exit with status 2 (1 for a run that diverged; 130/143 for a run stopped by SIGINT/SIGTERM
+after writing its checkpoint); set ``MMGEOM_DEBUG=1`` to see the traceback instead.
+
+``mmgeom train`` also runs under ``torchrun --nproc-per-node N -m mmgeom train CONFIG``: every worker
+joins the process group from the torchrun variables and rank 0 alone prints and writes files.
 """
 
 from __future__ import annotations
@@ -11,15 +15,18 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperCommand
 
 from .data import DataUnavailableError
+from .distributed import shutdown_distributed
 from .losses import get_loss_class, list_losses
 from .train import (
+    CheckpointError,
     ConfigError,
     ExperimentConfig,
     NonFiniteLossError,
@@ -27,12 +34,11 @@ from .train import (
     TrainResult,
     demo_config,
     diagnostic_summary,
-    list_packaged_configs,
-    load_config,
-    packaged_config_path,
     pair_rows,
 )
 from .train.demo import DIAGNOSTIC_SUMMARY, PAIR_METRICS
+from .train.errors import TrainingInterrupted
+from .train.launch import RESUME_LATEST, join_distributed, load_cli_config, resolve_resume_dir
 from .version import __version__
 
 app = typer.Typer(
@@ -50,6 +56,8 @@ T = TypeVar("T")
 EXIT_USAGE = 2
 #: Exit status of a run stopped by a non-finite loss.
 EXIT_DIVERGED = 1
+#: Exit status of a run stopped by a signal (after its checkpoint): 128 + the signal number.
+EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 
 
 def _guard(fn: Callable[[], T]) -> T:
@@ -61,7 +69,10 @@ def _guard(fn: Callable[[], T]) -> T:
             raise
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(EXIT_DIVERGED) from None
-    except (ConfigError, DataUnavailableError, ValueError) as e:
+    except TrainingInterrupted as e:
+        typer.echo(f"{e}\ncontinue with: mmgeom train CONFIG --resume {e.run_dir}", err=True)
+        raise typer.Exit(EXIT_SIGNAL.get(e.signal_name, 1)) from None
+    except (ConfigError, CheckpointError, DataUnavailableError, ValueError) as e:
         if os.environ.get("MMGEOM_DEBUG"):
             raise
         typer.echo(f"error: {e}", err=True)
@@ -157,12 +168,40 @@ def _print_report(console: Console, result: TrainResult, cfg: ExperimentConfig, 
     )
 
 
-def _train_and_report(cfg: ExperimentConfig, out: Path | None, progress: bool) -> None:
+def _train_and_report(cfg: ExperimentConfig, out: Path | None, progress: bool, resume: bool = False) -> None:
     console = Console()
     start = time.perf_counter()
-    trainer = _guard(lambda: Trainer(cfg, out, progress=progress))
-    result = _guard(trainer.fit)
-    _print_report(console, result, cfg, time.perf_counter() - start)
+    info = _guard(lambda: join_distributed(cfg))
+    try:
+        trainer = _guard(lambda: Trainer(cfg, out, progress=progress, resume=resume))
+        result = _guard(trainer.fit)
+        if info.is_main:
+            _print_report(console, result, cfg, time.perf_counter() - start)
+    finally:
+        shutdown_distributed()
+
+
+def _is_rank_zero() -> bool:
+    """False in torchrun workers other than rank 0 (before the process group exists)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+class _OptionalValueCommand(TyperCommand):
+    """A command whose ``--resume`` may be given without a value (``--resume`` or ``--resume DIR``)."""
+
+    optional_values: ClassVar[dict[str, str]] = {"--resume": RESUME_LATEST}
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        fixed: list[str] = []
+        for i, arg in enumerate(args):
+            if arg == "--":
+                fixed.extend(args[i:])
+                break
+            nxt = args[i + 1] if i + 1 < len(args) else None
+            if arg in self.optional_values and (nxt is None or nxt.startswith("-")):
+                arg = f"{arg}={self.optional_values[arg]}"
+            fixed.append(arg)
+        return super().parse_args(ctx, fixed)
 
 
 # ---------------------------------------------------------------------------------------- commands
@@ -170,7 +209,7 @@ def _train_and_report(cfg: ExperimentConfig, out: Path | None, progress: bool) -
 _SET_HELP = "Override a config value, e.g. --set optim.lr=1e-3 (values are YAML; repeatable)."
 
 
-@app.command("train")
+@app.command("train", cls=_OptionalValueCommand)
 def train_command(
     config: Annotated[
         str, typer.Argument(metavar="CONFIG", help="YAML config file, or a packaged config's name (demo).")
@@ -183,21 +222,24 @@ def train_command(
         typer.Option("--out", "-o", metavar="DIR", help="Run directory (default runs/<name>-<time>)."),
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the progress bar.")] = True,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume",
+            metavar="[RUN_DIR]",
+            help="Continue the run in RUN_DIR from its newest good checkpoint (bit-identical to an "
+            "uninterrupted run); without RUN_DIR: --out, run.out_dir, or the newest runs/<name>-*.",
+        ),
+    ] = None,
 ) -> None:
-    """Train from a YAML config; writes config.yaml, metrics.jsonl and model.safetensors to the run dir."""
+    """Train from a YAML config; writes config.yaml, metrics.jsonl and model.safetensors to the run dir.
 
-    def load() -> ExperimentConfig:
-        path = Path(config)
-        if not path.exists():
-            if config.removesuffix(".yaml") in list_packaged_configs():
-                path = packaged_config_path(config)
-            else:
-                raise ConfigError(
-                    f"{config}: config file not found (packaged: {', '.join(list_packaged_configs())})"
-                )
-        return load_config(path, overrides or [])
-
-    _train_and_report(_guard(load), out, progress)
+    Several processes: torchrun --nproc-per-node N -m mmgeom train CONFIG (DDP; gloo on CPU, nccl on GPU).
+    """
+    cfg = _guard(lambda: load_cli_config(config, overrides or []))
+    if resume is not None:
+        out = _guard(lambda: resolve_resume_dir(resume, out, cfg))
+    _train_and_report(cfg, out, progress, resume=resume is not None)
 
 
 @app.command("demo")
@@ -217,7 +259,7 @@ def demo_command(
 ) -> None:
     """Align the six real views of UCI Multiple Features with InfoNCE; retrieval before vs after."""
     cfg = _guard(lambda: demo_config(steps, overrides or []))
-    console = Console()
+    console = Console(quiet=not _is_rank_zero())
     views = cfg.data.view_names()
     console.print(
         f"mmgeom demo: {len(views)} views of UCI Multiple Features ({', '.join(views)}), "
@@ -261,6 +303,64 @@ def study_command(
     folder = out if out is not None else Path("runs") / f"study-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     path = _guard(lambda: run_study(name, out=folder, seeds=seeds, quick=quick))
     typer.echo(f"results: {path}")
+
+
+# ------------------------------------------------------------------------------ config and report
+
+config_app = typer.Typer(
+    name="config",
+    help="Show or validate an experiment config (with --set overrides applied).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(config_app, name="config")
+
+_CONFIG_ARG = typer.Argument(metavar="CONFIG", help="YAML config file, or a packaged config's name (demo).")
+
+
+@config_app.command("show")
+def config_show_command(
+    config: Annotated[str, _CONFIG_ARG],
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", "-s", metavar="KEY=VALUE", help=_SET_HELP)
+    ] = None,
+) -> None:
+    """Print the resolved config as YAML: every key, defaults filled in, overrides applied."""
+    cfg = _guard(lambda: load_cli_config(config, overrides or []))
+    typer.echo(cfg.to_yaml(), nl=False)
+
+
+@config_app.command("validate")
+def config_validate_command(
+    config: Annotated[str, _CONFIG_ARG],
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", "-s", metavar="KEY=VALUE", help=_SET_HELP)
+    ] = None,
+) -> None:
+    """Check a config; exit 0 when valid, else 2 with each offending key path."""
+    _guard(lambda: load_cli_config(config, overrides or []))
+    typer.echo(f"{config}: valid")
+
+
+@app.command("report")
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory (metrics.jsonl).")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", metavar="FILE", help="HTML file (default RUN_DIR/report.html)."),
+    ] = None,
+    inline: Annotated[
+        bool,
+        typer.Option(
+            "--inline/--linked", help="Embed the PNG plots in the page (default) or save them next to it."
+        ),
+    ] = True,
+) -> None:
+    """Write a self-contained HTML report: loss curves, retrieval, classification, geometry, config."""
+    from .report import write_report
+
+    path = _guard(lambda: write_report(run_dir, out, inline=inline))
+    typer.echo(f"report: {path}")
 
 
 def main(argv: Sequence[str] | None = None) -> Any:
