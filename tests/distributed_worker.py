@@ -154,6 +154,113 @@ def gather_check(rank: int, world: int) -> dict[str, Any]:
     }
 
 
+# ----------------------------------------------------------------------------- the trainer under DDP
+
+
+def synthetic_split(n: int = 96, seed: int = 0) -> Any:
+    """Three noisy linear views of one 4-d latent; 4 classes (as in test_train_trainer)."""
+    from mmgeom.data import MultiViewDataset, split_and_standardize
+
+    g = torch.Generator().manual_seed(seed)
+    latent = torch.randn(n, 4, generator=g)
+    views = {
+        name: latent @ torch.randn(4, d, generator=g) + 0.05 * torch.randn(n, d, generator=g)
+        for name, d in (("a", 6), ("b", 5), ("c", 7))
+    }
+    return split_and_standardize(
+        MultiViewDataset(views, torch.arange(n) % 4, name="synthetic"), (0.5, 0.25, 0.25)
+    )
+
+
+def trainer_config(**sections: Any) -> Any:
+    """A tiny experiment: global batch 16, 6 steps, no diagnostics."""
+    from mmgeom.train import config_from_dict
+
+    raw: dict[str, Any] = {
+        "model": {"head": "mlp", "out_dim": 8, "hidden": 16},
+        "loss": {"name": "unialign", "kwargs": {"lambda_vol": 1.0}},
+        "optim": {"lr": 1e-2, "warmup_steps": 2, "weight_decay": 0.0},
+        "train": {"steps": 6, "batch_size": 16, "log_every": 2, "progress": False, "eval_before": False},
+        "eval": {"split": "test", "ks": [1], "diagnostics": False, "classification": False},
+    }
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    return config_from_dict(raw)
+
+
+def encoder_state(trainer: Any) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in trainer.encoder.state_dict().items()}
+
+
+class InfOnRankOne(MultiViewEncoder):
+    """Produces an infinite embedding on rank 1's second training forward only."""
+
+    calls = 0
+
+    def forward(self, batch: Any) -> Any:
+        out = super().forward(batch)
+        if self.training:
+            self.calls += 1
+            if self.calls == 2 and dist.get_rank() == 1:
+                out["c"] = out["c"] * float("inf")
+        return out
+
+
+def trainer_in_worker(rank: int, world: int, out: str) -> dict[str, Any]:
+    """Trainer runs inside a rank: plain, interrupted by SIGINT on rank 1 then resumed, and skipping."""
+    import signal
+
+    from mmgeom.train import Trainer, TrainingInterrupted, read_jsonl
+
+    root = Path(out)
+    data = synthetic_split()
+    result: dict[str, Any] = {}
+
+    plain = Trainer(trainer_config(), root / "plain", data=data)
+    plain.fit()
+    result["plain"] = encoder_state(plain)
+
+    cfg = trainer_config(model={"dropout": 0.2}, checkpoint={"every": 3})
+    ref = Trainer(cfg, root / "ref", data=data)
+    ref.fit()
+    result["ref"] = encoder_state(ref)
+    stopped = Trainer(cfg, root / "stopped", data=data)
+    step = stopped.train_step
+
+    def step_then_signal() -> dict[str, float]:
+        scalars = step()
+        if stopped.step == 2 and rank == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return scalars
+
+    stopped.train_step = step_then_signal  # type: ignore[method-assign]
+    try:
+        stopped.fit()
+    except TrainingInterrupted as err:
+        result["interrupted_at"] = err.step
+    resumed = Trainer(cfg, root / "stopped", data=data, resume=True)
+    resumed.fit()
+    result["resumed"] = encoder_state(resumed)
+    dist.barrier()
+    if rank == 0:
+        result["stopped_events"] = [
+            (e["event"], e["step"]) for e in read_jsonl(root / "stopped" / "metrics.jsonl")
+        ]
+
+    enc = InfOnRankOne.from_dims(data.train.view_dims, "mlp", 8, hidden=16)
+    skipping = Trainer(
+        trainer_config(faults={"on_non_finite": "skip"}), root / "skip", data=data, encoder=enc
+    )
+    res = skipping.fit()
+    result["skip"] = {"skipped": res.skipped, "steps": res.steps}
+    dist.barrier()
+    if rank == 0:
+        result["skip_events"] = [
+            e for e in read_jsonl(root / "skip" / "metrics.jsonl") if e["event"] == "skip"
+        ]
+    return result
+
+
 def free_port() -> int:
     """A TCP port that was free a moment ago."""
     with socket.socket() as s:
@@ -174,7 +281,7 @@ def worker(rank: int, world: int, port: int, out: str, extra: Any) -> None:
         result["cases"] = {c.key: run_case(c, rows, net) for c in cases()}
         result["gather"] = gather_check(rank, world)
         if extra is not None:
-            result["extra"] = extra(rank, world)
+            result["extra"] = extra(rank, world, out)
         dist.barrier()
     except Exception:
         result["error"] = traceback.format_exc()
