@@ -94,6 +94,7 @@ def test_a_training_step_moves_magnitudes_towards_their_positives() -> None:
         ({"in_dim": 3, "init_magnitude": 0.0}, "init_magnitude must be finite and > 0"),
         ({"in_dim": 3, "init_magnitude": float("inf")}, "init_magnitude must be finite"),
         ({"in_dim": 3, "min_magnitude": -1.0}, "min_magnitude must be finite and >= 0"),
+        ({"in_dim": 3, "init_scale": -0.5}, "init_scale must be finite and >= 0"),
         ({"in_dim": 3, "init_magnitude": 0.1, "min_magnitude": 0.2}, "must exceed min_magnitude"),
     ],
 )

@@ -1,4 +1,5 @@
-"""The ``mmgeom`` command line: ``train``, ``demo``, ``losses``, ``config``, ``report``, ``study``.
+"""The ``mmgeom`` command line: ``train``, ``demo``, ``losses``, ``config``, ``report``, ``study``,
+``features``.
 
 User errors (a bad config key, a missing data package, no usable checkpoint, a non-finite loss) print one
 message and exit with status 2 (1 for a run that diverged; 130/143 for a run stopped by SIGINT/SIGTERM
@@ -10,6 +11,8 @@ joins the process group from the torchrun variables and rank 0 alone prints and 
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import os
 import sys
 import time
@@ -17,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, TypeVar
 
+import torch
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -168,7 +172,44 @@ def _print_report(console: Console, result: TrainResult, cfg: ExperimentConfig, 
     )
 
 
-def _train_and_report(cfg: ExperimentConfig, out: Path | None, progress: bool, resume: bool = False) -> None:
+def _magnitude_scored(trainer: Trainer, result: TrainResult, cfg: ExperimentConfig) -> TrainResult:
+    """``result`` with its final retrieval re-scored by L2Dir magnitude scoring ``<ẑ_q, ‖h_d‖ ẑ_d>``.
+
+    The trainer's encoder has no MagnitudeHead, so each gallery item's magnitude is the L2 norm of its
+    raw embedding; queries stay normalised. The untrained (step 0) evaluation is dropped: it was scored
+    by cosine.
+    """
+    from .retrieval import retrieval_metrics
+    from .train import embed_views
+
+    data = trainer.data.part(cfg.eval.split)
+    encoder = getattr(trainer.encoder, "module", trainer.encoder)
+    emb = embed_views(encoder, data, trainer.device)
+    after = {k: v for k, v in result.final_eval.items() if not str(k).startswith("retrieval/")}
+    after["step"] = result.steps
+    relevance = torch.arange(len(data))
+    per_pair: dict[str, list[float]] = {}
+    for q, g in cfg.eval.resolve_pairs(data.view_names):
+        runs = [(q, g)] + ([(g, q)] if cfg.eval.directions == "both" else [])
+        values = []
+        for a, b in runs:
+            m = retrieval_metrics(
+                emb[a], emb[b], relevance, ks=tuple(cfg.eval.ks), gallery_magnitudes=emb[b].norm(dim=1)
+            )
+            after.update({f"retrieval/{a}->{b}/{k}": float(v) for k, v in m.items()})
+            values.append(m)
+        key = f"{q}<->{g}" if cfg.eval.directions == "both" else f"{q}->{g}"
+        for k in values[0]:
+            mean = sum(float(v[k]) for v in values) / len(values)
+            after[f"retrieval/{key}/{k}"] = mean
+            per_pair.setdefault(k, []).append(mean)
+    after.update({f"retrieval/mean/{k}": sum(v) / len(v) for k, v in per_pair.items()})
+    return dataclasses.replace(result, evals=[after])
+
+
+def _train_and_report(
+    cfg: ExperimentConfig, out: Path | None, progress: bool, resume: bool = False, score: str = "cosine"
+) -> None:
     console = Console()
     start = time.perf_counter()
     info = _guard(lambda: join_distributed(cfg))
@@ -176,6 +217,14 @@ def _train_and_report(cfg: ExperimentConfig, out: Path | None, progress: bool, r
         trainer = _guard(lambda: Trainer(cfg, out, progress=progress, resume=resume))
         result = _guard(trainer.fit)
         if info.is_main:
+            if score == "magnitude":
+                result = _magnitude_scored(trainer, result, cfg)
+                console.print(
+                    "score: magnitude — <q/|q|, |h_d| · h_d/|h_d|>: the query normalised, each gallery "
+                    "item keeps the L2 norm of its raw embedding (L2Dir scoring)",
+                    highlight=False,
+                    markup=False,
+                )
             _print_report(console, result, cfg, time.perf_counter() - start)
     finally:
         shutdown_distributed()
@@ -207,6 +256,17 @@ class _OptionalValueCommand(TyperCommand):
 # ---------------------------------------------------------------------------------------- commands
 
 _SET_HELP = "Override a config value, e.g. --set optim.lr=1e-3 (values are YAML; repeatable)."
+_SCORE_HELP = (
+    "Retrieval scoring of the final report: cosine (default) or magnitude (L2Dir: query normalised, "
+    "gallery items keep the L2 norm of their embedding)."
+)
+
+
+class Score(str, enum.Enum):
+    """Retrieval scoring choices of ``--score``."""
+
+    cosine = "cosine"
+    magnitude = "magnitude"
 
 
 @app.command("train", cls=_OptionalValueCommand)
@@ -231,6 +291,7 @@ def train_command(
             "uninterrupted run); without RUN_DIR: --out, run.out_dir, or the newest runs/<name>-*.",
         ),
     ] = None,
+    score: Annotated[Score, typer.Option("--score", help=_SCORE_HELP)] = Score.cosine,
 ) -> None:
     """Train from a YAML config; writes config.yaml, metrics.jsonl and model.safetensors to the run dir.
 
@@ -239,7 +300,7 @@ def train_command(
     cfg = _guard(lambda: load_cli_config(config, overrides or []))
     if resume is not None:
         out = _guard(lambda: resolve_resume_dir(resume, out, cfg))
-    _train_and_report(cfg, out, progress, resume=resume is not None)
+    _train_and_report(cfg, out, progress, resume=resume is not None, score=score.value)
 
 
 @app.command("demo")
@@ -256,6 +317,7 @@ def demo_command(
         list[str] | None, typer.Option("--set", "-s", metavar="KEY=VALUE", help=_SET_HELP)
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the progress bar.")] = True,
+    score: Annotated[Score, typer.Option("--score", help=_SCORE_HELP)] = Score.cosine,
 ) -> None:
     """Align the six real views of UCI Multiple Features with InfoNCE; retrieval before vs after."""
     cfg = _guard(lambda: demo_config(steps, overrides or []))
@@ -268,7 +330,7 @@ def demo_command(
         highlight=False,
         markup=False,
     )
-    _train_and_report(cfg, out, progress)
+    _train_and_report(cfg, out, progress, score=score.value)
 
 
 @app.command("losses")
@@ -361,6 +423,30 @@ def report_command(
 
     path = _guard(lambda: write_report(run_dir, out, inline=inline))
     typer.echo(f"report: {path}")
+
+
+@app.command("features")
+def features_command(
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help="Bundled source: mfeat or fashion-text.")],
+    out: Annotated[Path, typer.Argument(metavar="OUT_DIR", help="Folder to write the feature store(s) to.")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing stores.")] = False,
+) -> None:
+    """Write frozen features of a bundled source to on-disk feature stores (run once, read many times).
+
+    mfeat: the six UCI Multiple Features views (one store in OUT_DIR). fashion-text: frozen
+    all-MiniLM-L6-v2 features of the Fashion-MNIST class phrasings (OUT_DIR/text) and the Fashion-MNIST
+    images as pixels (OUT_DIR/images).
+    """
+    from .data.features import write_feature_source
+
+    start = time.perf_counter()
+    stores = _guard(lambda: write_feature_source(source, out, overwrite=overwrite))
+    for name, store in stores.items():
+        splits = ", ".join(f"{k} {v}" for k, v in store.manifest["split_counts"].items())
+        typer.echo(f"{name}: {store.path} — {store.num_rows} rows (splits: {splits})")
+        for m, d in store.dims.items():
+            typer.echo(f"  {m}: {d}-d {store.dtypes[m]}")
+    typer.echo(f"written in {time.perf_counter() - start:.1f} s")
 
 
 def main(argv: Sequence[str] | None = None) -> Any:

@@ -51,9 +51,9 @@ class MagnitudeHead(nn.Module):
     The MLP has ``depth`` linear layers (``depth=1`` is affine) with ``hidden`` units and ``activation``
     between them, optionally preceded by a LayerNorm of the input (frozen backbone features can have
     large, uneven scales). The last layer's bias starts at ``softplus⁻¹(init_magnitude)`` and its weights
-    at a tenth of PyTorch's default initialisation, so every example starts near ``init_magnitude`` and
-    the head learns deviations from it (small rather than zero weights, so that the gradient reaches every
-    layer from the first step); ``min_magnitude`` keeps ``r`` strictly positive where softplus underflows, as
+    at ``init_scale`` times PyTorch's default initialisation (default a tenth), so every example starts
+    near ``init_magnitude`` and the head learns deviations from it (small rather than zero weights, so
+    that the gradient reaches every layer from the first step); ``min_magnitude`` keeps ``r`` strictly positive where softplus underflows, as
     :class:`~mmgeom.losses.L2DirLoss` requires.
 
     Gradients reach the head's parameters through ``L2DirLoss(variant="paper")`` (the default); the
@@ -70,6 +70,7 @@ class MagnitudeHead(nn.Module):
         activation: ``"gelu"``, ``"relu"``, ``"silu"`` or ``"tanh"``.
         input_norm: apply a (learnable) LayerNorm to the features first.
         init_magnitude: magnitude of every example at initialisation (> 0).
+        init_scale: factor on the default initialisation of the last layer's weights (>= 0).
         min_magnitude: floor added to the softplus output (>= 0).
         modality: name used in error messages.
 
@@ -93,6 +94,7 @@ class MagnitudeHead(nn.Module):
         activation: str = "gelu",
         input_norm: bool = True,
         init_magnitude: float = 1.0,
+        init_scale: float = 0.1,
         min_magnitude: float = 1e-4,
         modality: str = "input",
     ) -> None:
@@ -107,6 +109,7 @@ class MagnitudeHead(nn.Module):
             )
         self.init_magnitude = _positive_float(init_magnitude, "init_magnitude", self.modality)
         self.min_magnitude = _positive_float(min_magnitude, "min_magnitude", self.modality, allow_zero=True)
+        self.init_scale = _positive_float(init_scale, "init_scale", self.modality, allow_zero=True)
         if self.init_magnitude <= self.min_magnitude:
             raise ValueError(
                 f"{self.modality}: init_magnitude ({init_magnitude}) must exceed min_magnitude "
@@ -119,7 +122,7 @@ class MagnitudeHead(nn.Module):
             width = self.hidden
         last = nn.Linear(width, 1)
         with torch.no_grad():
-            last.weight.mul_(0.1)
+            last.weight.mul_(self.init_scale)
             last.bias.fill_(inverse_softplus(self.init_magnitude - self.min_magnitude))
         layers.append(last)
         self.net = nn.Sequential(*layers)
