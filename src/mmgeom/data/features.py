@@ -474,22 +474,37 @@ def write_feature_source(name: str, out: str | Path, *, overwrite: bool = False)
 
         return {
             "text": write_prompt_store(root / "text", overwrite),
-            "images": _fashion_images(root, overwrite),
+            "images": write_fashion_image_store(root / "images", overwrite=overwrite),
         }
     raise ValueError(f"source: unknown name {name!r}; available: {list_feature_sources()}")
 
 
-def _fashion_images(root: Path, overwrite: bool) -> FeatureStore:
+def write_fashion_image_store(
+    path: str | Path,
+    *,
+    train_rows: int | None = None,
+    test_rows: int | None = None,
+    overwrite: bool = False,
+) -> FeatureStore:
+    """Fashion-MNIST images as ``pixels`` (784 values ``uint8 / 255``), labels and train/test split.
+
+    Args:
+        path: the store folder.
+        train_rows: keep the first ``train_rows`` training images (``None``: all 60000).
+        test_rows: keep the first ``test_rows`` test images (``None``: all 10000).
+        overwrite: replace an existing store.
+    """
     from .fashion_mnist import load_fashion_mnist
 
-    parts = {s: load_fashion_mnist(s) for s in ("train", "test")}
+    limits = {"train": train_rows, "test": test_rows}
+    parts = {s: tuple(t[: limits[s]] for t in load_fashion_mnist(s)) for s in ("train", "test")}
     pixels = torch.cat([x.reshape(len(x), -1) for x, _ in parts.values()]).float() / 255.0
     return FeatureStore.write(
-        root / "images",
+        path,
         {"pixels": pixels},
         ids=[f"{s}{i:05d}" for s, (x, _) in parts.items() for i in range(len(x))],
         labels=torch.cat([y for _, y in parts.values()]),
         split=[s for s, (x, _) in parts.items() for _ in range(len(x))],
-        metadata={"source": "fashion-mnist", "pixels": "uint8 / 255, row-major 28x28"},
+        metadata={"source": "fashion-mnist", "pixels": "uint8 / 255, row-major 28x28", "limits": limits},
         overwrite=overwrite,
     )
