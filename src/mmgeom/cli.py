@@ -129,8 +129,10 @@ def _pairs_table(result: TrainResult, cfg: ExperimentConfig) -> Table:
 
     for r in rows:
         table.add_row(r.pair, *(cell(r.before, r.after, m) for m in PAIR_METRICS))
-    mean_before = {m: float(before[f"retrieval/mean/{m}"]) for m in PAIR_METRICS} if before else {}
-    mean_after = {m: float(after[f"retrieval/mean/{m}"]) for m in PAIR_METRICS}
+    mean_before = {
+        m: float(v) for m in PAIR_METRICS if (v := (before or {}).get(f"retrieval/mean/{m}")) is not None
+    }
+    mean_after = {m: float(v) for m in PAIR_METRICS if (v := after.get(f"retrieval/mean/{m}")) is not None}
     table.add_section()
     table.add_row("mean", *(cell(mean_before, mean_after, m) for m in PAIR_METRICS), style="bold")
     return table
