@@ -34,8 +34,12 @@ def ranks(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference():
     """The single-process gradients of the concatenated batch, per case."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    return {c.key: w.run_case(c, slice(None)) for c in w.cases()}
+    try:
+        return {c.key: w.run_case(c, slice(None)) for c in w.cases()}
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _close(actual, expected, what):
@@ -114,10 +118,12 @@ def test_local_regime_only_for_infonce():
 
 def test_ddp_trainer_matches_the_single_process_trainer(ranks):
     """2 ranks x 8 rows = the same global batch of 16 as 1 rank: the same weights after 6 AdamW steps."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     single = Trainer(w.trainer_config(), data=w.synthetic_split())
     for _ in range(6):
         single.train_step()
+    torch.set_num_threads(threads)
     for res in ranks:
         for name, value in single.encoder.state_dict().items():
             torch.testing.assert_close(res["extra"]["plain"][name], value, rtol=1e-4, atol=1e-5, msg=name)

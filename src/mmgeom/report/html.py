@@ -41,8 +41,9 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 def _table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    head_row = f"<tr>{head}</tr>" if any(header) else ""
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<table class="{cls}"><tr>{head}</tr>{body}</table>'
+    return f'<table class="{cls}">{head_row}{body}</table>'
 
 
 def _status(log: RunLog) -> str:
