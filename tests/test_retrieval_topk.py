@@ -135,6 +135,9 @@ def test_all_equal_scores_give_the_lowest_indices():
         scores, idx = topk(q, g, 5, chunk_size=backend_chunk, metric="dot")
         assert idx.tolist() == [[0, 1, 2, 3, 4]] * 10
         assert bool((scores == scores[:, :1]).all())
+    # a tiny budget re-searches the tied queries a few rows and gallery rows at a time
+    _, idx = topk(q, g, 5, metric="dot", max_memory_mb=0.05)
+    assert idx.tolist() == [[0, 1, 2, 3, 4]] * 10
 
 
 def test_exactly_representable_ties_across_blocks():

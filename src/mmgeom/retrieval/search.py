@@ -114,11 +114,14 @@ def topk(
         theta = fast.values.amin(dim=1).cpu()
         unsure = uncertain_queries(scores, theta, tau, c, g_src.n)
         if unsure.numel():
+            # float64 blocks of ``group x chunk`` scores, both sized from the budget
             chunk = max(1, min(g_src.n, budget // (4 * 8 * g_src.d)))
-            current, kth = indices[unsure.to(indices.device)], scores[unsure.to(scores.device), -1]
-            v, i = refine_uncertain(unsure, q_src, g_src, current, kth, scoring, out_dtype, chunk)
-            scores[unsure.to(scores.device)] = v.to(scores.device)
-            indices[unsure.to(indices.device)] = i.to(indices.device)
+            group = max(1, budget // (4 * 8 * chunk))
+            for start in range(0, unsure.numel(), group):
+                rows = unsure[start : start + group].to(indices.device)
+                current, kth = indices[rows], scores[rows, -1]
+                v, i = refine_uncertain(rows.cpu(), q_src, g_src, current, kth, scoring, out_dtype, chunk)
+                scores[rows], indices[rows] = v.to(scores.device), i.to(indices.device)
         return scores, indices
 
 
