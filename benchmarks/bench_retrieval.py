@@ -38,7 +38,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -46,6 +46,8 @@ import torch
 from mmgeom.retrieval import retrieval_metrics, topk
 
 ROOT = Path(__file__).resolve().parent.parent
+#: sgemm run right before and after each measured call (``--quick`` shrinks it).
+PROBE_SHAPE = (2048, 8192, 512)
 
 
 # ----------------------------------------------------------------------------------------- memory
@@ -82,9 +84,17 @@ def _reset_peak() -> bool:
         return False
 
 
-def measure(fn: Callable[[], Any], repeats: int = 1) -> tuple[float, float, Any]:
-    """``(best seconds, peak extra MiB, last result)`` of ``fn``."""
+class Timing(NamedTuple):
+    seconds: float  # best of the repeats
+    peak_mib: float  # largest peak extra memory of the repeats
+    local_gflops: float  # sgemm rate measured right before and after (mean): the CPU share we had
+    result: Any
+
+
+def measure(fn: Callable[[], Any], repeats: int = 1, probe: bool = True) -> Timing:
+    """Time ``fn`` (best of ``repeats``), its peak extra memory, and the sgemm rate around it."""
     best, peak, out = float("inf"), 0.0, None
+    rates = [sgemm_rate(*PROBE_SHAPE, repeats=2)] if probe else []
     for _ in range(repeats):
         out = None
         _trim()
@@ -96,7 +106,9 @@ def measure(fn: Callable[[], Any], repeats: int = 1) -> tuple[float, float, Any]
         hwm = _status_kb("VmHWM") if can_reset else -1
         best = min(best, dt)
         peak = max(peak, (hwm - base) / 1024 if hwm >= 0 else float("nan"))
-    return best, peak, out
+    if probe:
+        rates.append(sgemm_rate(*PROBE_SHAPE, repeats=2))
+    return Timing(best, peak, sum(rates) / len(rates) if rates else float("nan"), out)
 
 
 # ----------------------------------------------------------------------------------------- pieces
@@ -177,7 +189,8 @@ def bench_gallery(
     reps = args.repeats if n_g <= 100_000 else 1
     rows: list[dict[str, Any]] = []
 
-    def row(method: str, seconds: float, peak: float, n: int = n_q, note: str = "") -> None:
+    def row(method: str, tm: Timing, n: int = n_q, note: str = "") -> None:
+        seconds = tm.seconds
         rec = {
             "gallery": n_g,
             "method": method,
@@ -185,13 +198,15 @@ def bench_gallery(
             "seconds": seconds * n_q / n,
             "queries_per_s": n / seconds,
             "gflops": flops / (seconds * n_q / n) / 1e9,
-            "peak_extra_mib": peak,
+            "peak_extra_mib": tm.peak_mib,
+            "local_sgemm_gflops": tm.local_gflops,
             "note": note,
         }
+        rec["local_fraction"] = flops / (seconds * n_q / n) / 1e9 / tm.local_gflops
         rows.append(rec)
         print(
             f"  {n_g:>8} {method:28s} {rec['queries_per_s']:9.0f} q/s  {rec['gflops']:6.0f} GF/s  "
-            f"peak +{peak:8.0f} MiB  {note}",
+            f"(local sgemm {tm.local_gflops:4.0f})  peak +{tm.peak_mib:8.0f} MiB  {note}",
             flush=True,
         )
 
@@ -202,40 +217,40 @@ def bench_gallery(
     if have_faiss:
         topk(qs, gs, k, metric="dot", backend="faiss")
         faiss_direct(qs.numpy(), gs.numpy(), k)
-    t, m, (_, reference) = measure(lambda: topk(q, g, k, metric="dot"), reps)
-    row("mmgeom topk (torch)", t, m)
+    tm = measure(lambda: topk(q, g, k, metric="dot"), reps)
+    reference = tm.result[1]
+    row("mmgeom topk (torch)", tm)
     if have_faiss:
         # FAISS's exhaustive search runs at a fraction of the sgemm rate here: on the large gallery it
         # is timed on a subset of the queries (its cost is linear in N_q) to keep the run in minutes.
         nf = n_q if n_g <= 100_000 else min(n_q, args.faiss_queries_large)
         qf = q[:nf]
         sub_note = "" if nf == n_q else f"; measured on {nf} queries, extrapolated"
-        t, m, (_, idx_f) = measure(lambda: topk(qf, g, k, metric="dot", backend="faiss"), reps)
-        same = bool(torch.equal(idx_f, reference[:nf]))
+        tm = measure(lambda: topk(qf, g, k, metric="dot", backend="faiss"), reps)
+        same = bool(torch.equal(tm.result[1], reference[:nf]))
         same_note = "identical to torch backend" if same else "DIFFERS from torch backend"
-        row("mmgeom topk (faiss)", t, m, n=nf, note=same_note + sub_note)
+        row("mmgeom topk (faiss)", tm, n=nf, note=same_note + sub_note)
         qn, gn = qf.numpy(), g.numpy()
-        t, m, (_, ids) = measure(lambda: faiss_direct(qn, gn, k), reps)
-        agree = float((torch.from_numpy(ids) == reference[:nf]).double().mean())
+        tm = measure(lambda: faiss_direct(qn, gn, k), reps)
+        agree = float((torch.from_numpy(tm.result[1]) == reference[:nf]).double().mean())
         row(
             "FAISS IndexFlatIP (direct)",
-            t,
-            m,
+            tm,
             n=nf,
             note=f"index build included; {agree:.4%} same ids" + sub_note,
         )
     need_gb = n_q * n_g * 4 / 2**30
     if need_gb <= args.naive_max_gb:
-        t, m, (_, idx_n) = measure(lambda: naive_topk(q, g, k), reps)
-        agree = float((idx_n == reference).double().mean())
-        row("naive matmul + torch.topk", t, m, note=f"{agree:.4%} same ids")
+        tm = measure(lambda: naive_topk(q, g, k), reps)
+        agree = float((tm.result[1] == reference).double().mean())
+        row("naive matmul + torch.topk", tm, note=f"{agree:.4%} same ids")
     else:
         skipped = f"needs the {need_gb:.0f} GB score matrix"
         rows.append({"gallery": n_g, "method": "naive matmul + torch.topk", "skipped": skipped})
         print(f"  {n_g:>8} naive: skipped ({skipped})", flush=True)
     sub = min(n_q, args.torchmetrics_queries)
-    t, m, _ = measure(lambda: torchmetrics_topk_loop(q[:sub], g, k))
-    row("torchmetrics per-query loop", t, m, n=sub, note=f"measured on {sub} queries, extrapolated")
+    tm = measure(lambda: torchmetrics_topk_loop(q[:sub], g, k))
+    row("torchmetrics per-query loop", tm, n=sub, note=f"measured on {sub} queries, extrapolated")
     return rows
 
 
@@ -248,46 +263,34 @@ def bench_metrics(args: argparse.Namespace, gen: torch.Generator) -> list[dict[s
     ks = (1, 5, 10)
     print("retrieval_metrics ...", flush=True)
     retrieval_metrics(q[:64], g[:20_000], target[:64] % 20_000, ks=ks, metric="dot")  # warm-up
-    t, m, values = measure(lambda: retrieval_metrics(q, g, target, ks=ks, metric="dot"))
-    print(f"  mmgeom {t:.2f}s peak +{m:.0f} MiB", flush=True)
-    rows = [
-        {
-            "method": "mmgeom retrieval_metrics",
-            "queries_measured": n_q,
-            "seconds": t,
-            "peak_extra_mib": m,
-            "note": "one positive per query",
-            "values": values,
+    rows = []
+
+    def row(method: str, tm: Timing, n: int, note: str) -> None:
+        rec = {
+            "gallery": n_g,
+            "method": method,
+            "queries_measured": n,
+            "seconds": tm.seconds * n_q / n,
+            "peak_extra_mib": tm.peak_mib,
+            "local_sgemm_gflops": tm.local_gflops,
+            "note": note,
         }
-    ]
+        rec["local_fraction"] = 2.0 * n_q * n_g * d / rec["seconds"] / 1e9 / tm.local_gflops
+        rows.append(rec)
+        print(f"  {method} {rec['seconds']:.2f}s peak +{tm.peak_mib:.0f} MiB  {note}", flush=True)
+
+    tm = measure(lambda: retrieval_metrics(q, g, target, ks=ks, metric="dot"))
+    row("mmgeom retrieval_metrics", tm, n_q, "one positive per query")
+    rows[-1]["values"] = tm.result
     sub = min(n_q, args.torchmetrics_queries)
-    t_s, m_s, _ = measure(lambda: torchmetrics_metrics(q[:sub], g, target[:sub], ks))
-    print(f"  torchmetrics {t_s:.2f}s on {sub} queries", flush=True)
-    rows.append(
-        {
-            "method": "torchmetrics functional (per-query loop)",
-            "queries_measured": sub,
-            "seconds": t_s * n_q / sub,
-            "peak_extra_mib": m_s,
-            "note": f"one positive per query; measured on {sub} queries, extrapolated x{n_q / sub:.0f}",
-        }
-    )
+    tm = measure(lambda: torchmetrics_metrics(q[:sub], g, target[:sub], ks))
+    note = f"one positive per query; measured on {sub} queries, extrapolated x{n_q / sub:.0f}"
+    row("torchmetrics functional (per-query loop)", tm, sub, note)
     # Five positives per query (five captions per image).
     extra = torch.randint(0, n_g, (n_q, 4), generator=gen)
     lists = [sorted({int(target[i]), *extra[i].tolist()}) for i in range(n_q)]
-    t5, m5, _ = measure(lambda: retrieval_metrics(q, g, lists, ks=ks, metric="dot"))
-    print(f"  mmgeom 5 positives {t5:.2f}s", flush=True)
-    rows.append(
-        {
-            "method": "mmgeom retrieval_metrics",
-            "queries_measured": n_q,
-            "seconds": t5,
-            "peak_extra_mib": m5,
-            "note": "five positives per query",
-        }
-    )
-    for rec in rows:
-        rec["gallery"] = n_g
+    tm = measure(lambda: retrieval_metrics(q, g, lists, ks=ks, metric="dot"))
+    row("mmgeom retrieval_metrics", tm, n_q, "five positives per query")
     return rows
 
 
@@ -331,12 +334,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     _trim()
 
     rate_end = sgemm_rate(*args.sgemm)
-    roofline = max(rate_start, rate_end)
+    probes = [r["local_sgemm_gflops"] for r in topk_rows + metric_rows if "local_sgemm_gflops" in r]
+    roofline = max([rate_start, rate_end, *probes])
     result["roofline"] = {
         "sgemm_gflops_start": rate_start,
         "sgemm_gflops_end": rate_end,
+        "local_probe_max": max(probes) if probes else None,
         "used": roofline,
         "shape": list(args.sgemm),
+        "probe_shape": list(PROBE_SHAPE),
     }
     for rec in topk_rows:
         if "gflops" in rec:
@@ -372,38 +378,47 @@ def markdown(res: dict[str, Any]) -> str:
         f"Machine: {mach['cpu']}, {mach['cores']} cores, torch {mach['torch']} ({mach['torch_threads']} "
         f"threads), faiss {mach['faiss']}, torchmetrics {mach['torchmetrics']}. Load average "
         f"{mach['load_average_start'][0]:.2f} at the start and {mach['load_average_end'][0]:.2f} at the end: "
-        "the cores are shared with other jobs, so absolute numbers are noisy; the roofline was measured "
-        "in the same run, under the same conditions.",
+        "the 2 cores were shared with other jobs (a load of ~2 already fills them), so every rate below "
+        "moves with the share of the CPU this process got.",
         "",
-        f"Roofline: float32 sgemm {roof['shape'][0]}x{roof['shape'][1]}x{roof['shape'][2]}, best of 5: "
-        f"{roof['sgemm_gflops_start']:.0f} GFLOP/s at the start, {roof['sgemm_gflops_end']:.0f} at the end; "
-        f"{roof['used']:.0f} used. Fraction = 2·N_q·N_g·D / time / roofline.",
+        f"Roofline: float32 sgemm {'x'.join(map(str, roof['shape']))}, best of 5, "
+        f"{roof['sgemm_gflops_start']:.0f} GFLOP/s at the start and {roof['sgemm_gflops_end']:.0f} at the "
+        f"end; a {'x'.join(map(str, roof['probe_shape']))} sgemm is also run right "
+        "before and after every measured call ('local sgemm', the mean of the two). The roofline is the best "
+        f"sgemm rate seen anywhere in the run, {roof['used']:.0f} GFLOP/s. 'roofline' = "
+        "2·N_q·N_g·D / time / roofline; 'vs local' = the same against the local sgemm rate, which tracks the "
+        "CPU share the method actually had.",
         "",
         f"## Top-{res['setup']['k']}, {res['setup']['queries']} queries, D = {res['setup']['dim']}, float32",
         "",
-        "| gallery | method | queries/s | GFLOP/s | roofline | peak extra memory | note |",
-        "|---:|---|---:|---:|---:|---:|---|",
+        "| gallery | method | queries/s | GFLOP/s | roofline | local sgemm | vs local | peak extra memory "
+        "| note |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in res["topk"]:
         if "skipped" in r:
-            lines.append(f"| {r['gallery']:,} | {r['method']} | – | – | – | – | skipped: {r['skipped']} |")
+            lines.append(
+                f"| {r['gallery']:,} | {r['method']} | – | – | – | – | – | – | skipped: {r['skipped']} |"
+            )
             continue
         lines.append(
             f"| {r['gallery']:,} | {r['method']} | {r['queries_per_s']:,.0f} | {r['gflops']:.0f} | "
-            f"{r['roofline_fraction']:.0%} | {r['peak_extra_mib']:,.0f} MiB | {r['note']} |"
+            f"{r['roofline_fraction']:.0%} | {r['local_sgemm_gflops']:.0f} | {r['local_fraction']:.0%} | "
+            f"{r['peak_extra_mib']:,.0f} MiB | {r['note']} |"
         )
     lines += [
         "",
         f"## retrieval_metrics, {res['setup']['queries']} queries x {res['metrics'][0]['gallery']:,} gallery "
         "(hit/recall/precision/nDCG @1,5,10, MRR, mAP, median/mean rank)",
         "",
-        "| method | seconds | queries/s | roofline | peak extra memory | note |",
-        "|---|---:|---:|---:|---:|---|",
+        "| method | seconds | queries/s | roofline | local sgemm | vs local | peak extra memory | note |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in res["metrics"]:
         lines.append(
             f"| {r['method']} | {r['seconds']:.1f} | {r['queries_per_s']:,.0f} | "
-            f"{r['roofline_fraction']:.0%} | {r['peak_extra_mib']:,.0f} MiB | {r['note']} |"
+            f"{r['roofline_fraction']:.0%} | {r['local_sgemm_gflops']:.0f} | {r['local_fraction']:.0%} | "
+            f"{r['peak_extra_mib']:,.0f} MiB | {r['note']} |"
         )
     lines += [
         "",
@@ -431,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
         args.dim = 64
         args.queries, args.galleries, args.metrics_gallery = 100, [1000, 3000], 1000
         args.torchmetrics_queries, args.naive_max_gb, args.sgemm = 10, 1.0, (512, 1024, 64)
+        global PROBE_SHAPE
+        PROBE_SHAPE = (256, 512, 64)
         args.repeats, args.faiss_queries_large = 1, 100
         out = args.out or Path(tempfile.mkdtemp(prefix="bench_retrieval_"))
     else:
