@@ -28,7 +28,7 @@ from .env import (
     resolve_backend,
     shutdown_distributed,
 )
-from .gather import gather_rows, gather_sizes, gather_with_grad
+from .gather import gather_many, gather_rows, gather_sizes, gather_with_grad
 from .local_infonce import local_info_nce_output, supports_local
 from .loss import REGIMES, DistributedLoss
 from .sharding import shard_rows
@@ -44,6 +44,7 @@ __all__ = [
     "barrier",
     "broadcast_object",
     "distributed_info",
+    "gather_many",
     "gather_rows",
     "gather_sizes",
     "gather_with_grad",

@@ -177,28 +177,23 @@ def average_gradients(params: list[torch.nn.Parameter]) -> None:
     """All-reduce the gradients of ``params`` and divide by the world size (what DDP does for its module).
 
     For parameters outside the DDP-wrapped module, such as a loss's learnable temperature. One flat
-    all-reduce; a parameter without a gradient on some rank counts as zero there, and one without a
-    gradient on every rank keeps ``grad = None`` (so the optimizer skips it as in a single process).
-    No-op in a single process.
+    all-reduce carries the gradients and a has-gradient flag per parameter: a parameter without a
+    gradient on some rank counts as zero there, and one without a gradient on every rank keeps
+    ``grad = None`` (so the optimizer skips it, as in a single process). No-op in a single process.
     """
     if not is_initialized() or not params:
         return
     device = params[0].device
-    has = torch.tensor([0.0 if p.grad is None else 1.0 for p in params], device=device)
-    dist.all_reduce(has, op=dist.ReduceOp.MAX)
-    active = [p for p, h in zip(params, has.tolist(), strict=True) if h > 0]
-    if not active:
-        return
-    flat = torch.cat(
-        [
-            (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).to(torch.float64)
-            for p in active
-        ]
-    )
+    parts = [
+        (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).to(torch.float64) for p in params
+    ]
+    flags = torch.tensor([0.0 if p.grad is None else 1.0 for p in params], dtype=torch.float64, device=device)
+    flat = torch.cat([*parts, flags])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-    flat /= get_world_size()
+    world = get_world_size()
     offset = 0
-    for p in active:
+    for i, p in enumerate(params):
         n = p.numel()
-        p.grad = flat[offset : offset + n].reshape(p.shape).to(p.dtype)
+        if flat[flat.numel() - len(params) + i] > 0:
+            p.grad = (flat[offset : offset + n] / world).reshape(p.shape).to(p.dtype)
         offset += n

@@ -107,3 +107,39 @@ def gather_rows(x: Tensor, sizes: Sequence[int] | None = None) -> Tensor:
         return x
     counts = list(sizes) if sizes is not None else gather_sizes(x.shape[0], x.device)
     return torch.cat(_all_gather_rows(x.detach(), counts))
+
+
+def gather_many(tensors: Sequence[Tensor], sizes: Sequence[int] | None = None) -> list[Tensor]:
+    """Gather several per-row tensors with as few collectives as possible.
+
+    Floating tensors of one dtype are flattened to ``(B_r, -1)``, concatenated along the feature
+    dimension, gathered once with :func:`gather_with_grad` and split again (``cat``/``split`` are
+    differentiable, so each keeps its gradient); integer and boolean tensors (labels, masks) travel
+    together as ``int64`` through one :func:`gather_rows`. Every tensor must have ``B_r`` rows.
+
+    Returns:
+        The gathered tensors, in the order given (``tensors`` unchanged in a single process).
+    """
+    items = list(tensors)
+    if not is_initialized() or get_world_size() == 1 or not items:
+        return items
+    rows = items[0].shape[0]
+    for t in items:
+        if t.dim() == 0 or t.shape[0] != rows:
+            raise ValueError(f"gather_many: every tensor needs {rows} rows, got shape {tuple(t.shape)}")
+    counts = list(sizes) if sizes is not None else gather_sizes(rows, items[0].device)
+    out: list[Tensor | None] = [None] * len(items)
+    groups: dict[Any, list[int]] = {}
+    for i, t in enumerate(items):
+        groups.setdefault(t.dtype if t.is_floating_point() else "integer", []).append(i)
+    for key, idx in groups.items():
+        flat = [items[i].reshape(rows, -1) for i in idx]
+        widths = [f.shape[1] for f in flat]
+        if key == "integer":
+            joined = gather_rows(torch.cat([f.to(torch.int64) for f in flat], dim=1), counts)
+        else:
+            joined = gather_with_grad(torch.cat(flat, dim=1), counts)
+        for i, part in zip(idx, joined.split(widths, dim=1), strict=True):
+            shape = (joined.shape[0], *items[i].shape[1:])
+            out[i] = part.reshape(shape).to(items[i].dtype)
+    return [t for t in out if t is not None]

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ..losses import LossOutput
 from .env import get_rank, get_world_size, is_initialized
-from .gather import gather_rows, gather_sizes, gather_with_grad
+from .gather import gather_many, gather_sizes
 from .local_infonce import local_info_nce_output, supports_local
 
 REGIMES = ("global", "local")
@@ -22,7 +22,8 @@ class DistributedLoss(nn.Module):
 
     ``regime="global"`` (any loss): every tensor with one row per example is gathered from every rank —
     the modality embeddings and loss keyword tensors such as ``magnitudes`` with
-    :func:`~mmgeom.distributed.gather_with_grad`, ``labels`` and ``mask`` without gradient — and every
+    :func:`~mmgeom.distributed.gather_with_grad`, ``labels`` and ``mask`` without gradient, all in one
+    floating-point and one integer collective (:func:`~mmgeom.distributed.gather_many`) — and every
     rank evaluates the unchanged loss on the concatenated (global) batch. Terms that need the whole batch
     (uniformity, dispersion, centroids, Gram volumes, DAGR's calibration statistics) therefore see exactly
     what a single process would. With DDP's gradient averaging the parameter gradients equal the
@@ -71,8 +72,7 @@ class DistributedLoss(nn.Module):
         sizes = gather_sizes(rows, _first_tensor(batch).device)
         if self.regime == "local":
             return local_info_nce_output(self.loss, batch, sizes, **kwargs)
-        gathered = {k: _gather_value(v, rows, sizes, k) for k, v in batch.items()}
-        extra = {k: _gather_value(v, rows, sizes, k) for k, v in kwargs.items()}
+        gathered, extra = _gather_all(dict(batch), dict(kwargs), rows, sizes)
         return self.loss(gathered, **extra)
 
     def log_scalars(self, out: LossOutput) -> dict[str, float]:
@@ -109,18 +109,34 @@ def _batch_rows(batch: Mapping[str, Any]) -> int:
     return int(_first_tensor(batch).shape[0])
 
 
-def _gather_value(value: Any, rows: int, sizes: list[int], name: str) -> Any:
-    """Gather a per-row tensor (or a dict of them); leave every other value as it is.
+def _gather_all(
+    batch: dict[str, Any], kwargs: dict[str, Any], rows: int, sizes: list[int]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Gather every per-row tensor of the batch and of the keyword arguments (also inside dicts such
+    as ``magnitudes`` and ``mask``) in one float and one integer collective; leave other values."""
+    paths: list[tuple[str, str, str | None]] = []
+    tensors: list[Tensor] = []
+    for where, source in (("batch", batch), ("kwargs", kwargs)):
+        for key, value in source.items():
+            if isinstance(value, Mapping):
+                for inner, v in value.items():
+                    if _per_row(v, rows):
+                        paths.append((where, key, inner))
+                        tensors.append(v)
+            elif _per_row(value, rows):
+                paths.append((where, key, None))
+                tensors.append(value)
+    out = {"batch": dict(batch), "kwargs": dict(kwargs)}
+    out["batch"].update({k: dict(v) for k, v in batch.items() if isinstance(v, Mapping)})
+    out["kwargs"].update({k: dict(v) for k, v in kwargs.items() if isinstance(v, Mapping)})
+    for (where, key, inner), gathered in zip(paths, gather_many(tensors, sizes), strict=True):
+        if inner is None:
+            out[where][key] = gathered
+        else:
+            out[where][key][inner] = gathered
+    return out["batch"], out["kwargs"]
 
-    Floating tensors go through :func:`gather_with_grad` (so ``magnitudes`` keep their gradient);
-    integer and boolean ones (labels, masks) through :func:`gather_rows`.
-    """
-    if isinstance(value, Tensor):
-        if value.dim() == 0 or value.shape[0] != rows:
-            return value
-        if value.is_floating_point():
-            return gather_with_grad(value, sizes)
-        return gather_rows(value, sizes)
-    if isinstance(value, Mapping):
-        return {k: _gather_value(v, rows, sizes, f"{name}.{k}") for k, v in value.items()}
-    return value
+
+def _per_row(value: Any, rows: int) -> bool:
+    """A tensor with one row per example of this rank's batch."""
+    return isinstance(value, Tensor) and value.dim() >= 1 and value.shape[0] == rows
