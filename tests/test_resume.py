@@ -91,7 +91,7 @@ def test_signal_then_resume_is_bit_identical(tmp_path, loss, interrupt):
     )
     data = synthetic_split()
     ref = Trainer(cfg, tmp_path / "ref", data=data)
-    ref.fit()
+    ref_result = ref.fit()
 
     stopped = Trainer(cfg, tmp_path / "run", data=data)
     _interrupt_at(stopped, interrupt)
@@ -104,6 +104,7 @@ def test_signal_then_resume_is_bit_identical(tmp_path, loss, interrupt):
     resumed = Trainer(cfg, tmp_path / "run", data=data, resume=True)
     result = resumed.fit()
     assert result.resumed_from == interrupt and result.steps == 24
+    assert result.evals == ref_result.evals  # the evaluations before the interruption are included
     _assert_identical(_weights(ref), _weights(resumed))
     for a, b in zip(ref.loss_fn.state_dict().values(), resumed.loss_fn.state_dict().values(), strict=True):
         assert torch.equal(a, b)

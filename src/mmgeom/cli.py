@@ -74,7 +74,8 @@ def _guard(fn: Callable[[], T]) -> T:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(EXIT_DIVERGED) from None
     except TrainingInterrupted as e:
-        typer.echo(f"{e}\ncontinue with: mmgeom train CONFIG --resume {e.run_dir}", err=True)
+        if _is_rank_zero():
+            typer.echo(f"{e}\ncontinue with: mmgeom train CONFIG --resume {e.run_dir}", err=True)
         raise typer.Exit(EXIT_SIGNAL.get(e.signal_name, 1)) from None
     except (ConfigError, CheckpointError, DataUnavailableError, ValueError) as e:
         if os.environ.get("MMGEOM_DEBUG"):

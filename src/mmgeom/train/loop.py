@@ -19,7 +19,7 @@ from .checkpoint import atomic_write_text, save_module
 from .checkpoint_store import CHECKPOINTS_DIR, Checkpoint, CheckpointStore
 from .errors import ConfigError, NonFiniteLossError, TrainingInterrupted
 from .faults import StopSignals
-from .logging import JsonlWriter
+from .logging import JsonlWriter, read_jsonl
 from .resume import check_resume_config, trim_metrics
 from .rng import capture_rng_state
 from .rundir import resolve_run_dir
@@ -159,6 +159,9 @@ class _Loop:
             metrics_path = self.run_dir / "metrics.jsonl"
             if resumed is not None:
                 trim_metrics(metrics_path, t.step)
+                earlier = read_jsonl(metrics_path) if metrics_path.is_file() else []
+                self.result.history = [e for e in earlier if e["event"] == "train"]
+                self.result.evals = [e for e in earlier if e["event"] == "eval"]
             self.log = JsonlWriter(metrics_path, append=resumed is not None)
             if cfg.logging.tensorboard:
                 from .logging.tensorboard import TensorBoardLogger

@@ -98,9 +98,10 @@ class TrainResult:
         run_dir: the run directory.
         steps: updates made (skipped ones included).
         seconds: wall time of the loop (evaluations included).
-        history: the ``train`` events (losses averaged over each logging interval).
+        history: the ``train`` events (losses averaged over each logging interval); a resumed run
+            includes those the interrupted run logged before its checkpoint.
         evals: the ``eval`` events, step 0 first when the untrained model was evaluated (rank 0 only
-            under ``torchrun``; the other ranks do not evaluate).
+            under ``torchrun``; the other ranks do not evaluate); a resumed run includes the earlier ones.
         weights: path of ``model.safetensors`` (``None`` when not saved).
         skipped: non-finite steps skipped (``faults.on_non_finite: skip``).
         resumed_from: the step of the checkpoint the run resumed from, if it did.
