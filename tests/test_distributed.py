@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import distributed_worker as w
+import test_distributed_worker as w
 from mmgeom.distributed import (
     DistributedLoss,
     gather_with_grad,

@@ -1,6 +1,7 @@
 """Code that runs inside the gloo worker processes of tests/test_distributed.py (and its reference).
 
-Kept in its own module so that the spawned children import it without importing pytest test modules.
+It holds no tests itself: it is a separate module so that the spawned children import only this code,
+not the test module and its fixtures.
 """
 
 from __future__ import annotations
