@@ -11,7 +11,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..studies.common import PlotPanel, aggregate, format_mean_std, markdown_table, mean_std
+from ..studies import common
+from ..studies.common import PlotPanel, aggregate, format_mean_std, mean_std
 
 Summary = dict[str, dict[str, float]]
 
@@ -67,10 +68,12 @@ def cell(summary: Summary, key: str, digits: int = 3) -> str:
 def metric_table(
     summaries: Mapping[str, Summary], columns: Sequence[tuple[str, str]], first: str = "setting"
 ) -> str:
-    """Markdown table: one row per setting, one ``(title, metric key)`` column each."""
-    header = [first] + [title for title, _ in columns]
-    rows = [[name] + [cell(s, key) for _, key in columns] for name, s in summaries.items()]
-    return markdown_table(header, rows)
+    """Markdown table: one row per setting, one ``(title, metric key)`` column each (``mean ± std``).
+
+    A thin adapter over :func:`mmgeom.studies.common.metric_table`.
+    """
+    entries = [{"name": name, "metrics": s} for name, s in summaries.items()]
+    return common.metric_table(entries, "name", [(key, title) for title, key in columns], corner=first)
 
 
 def modality_table(summaries: Mapping[str, Summary], prefix: str, modalities: Sequence[str]) -> str:
