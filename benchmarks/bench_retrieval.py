@@ -18,8 +18,10 @@ Peak extra memory: the process's resident-set high-water mark (``VmHWM`` in ``/p
 reset through ``/proc/self/clear_refs`` after the inputs exist and freed heap memory was returned to
 the OS (``malloc_trim``); the figure is ``VmHWM - VmRSS`` before the call, i.e. everything the method
 allocated at its peak beyond the gallery and queries (including FAISS's copy of the gallery). glibc's
-dynamic mmap threshold would otherwise keep freed multi-MB buffers in the heap and make the figure
-depend on what ran before, so it is pinned at 8 MiB (``mallopt``) at start-up; every method gets one
+dynamic mmap threshold lets freed 1-32 MiB buffers stay in the heap, where they were seen to pile up
+(intermittently, up to ~1 GB after a call whose live memory peaked near 50 MB) and to make the figure
+depend on what ran before; the threshold is therefore pinned at 1 MiB (``mallopt``) at start-up, which
+made repeated measurements agree and did not change the timings beyond noise. Every method gets one
 small warm-up call first, so one-time library initialisation is not counted.
 """
 
@@ -67,7 +69,7 @@ def _trim() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def _pin_mmap_threshold(nbytes: int = 8 << 20) -> bool:
+def _pin_mmap_threshold(nbytes: int = 1 << 20) -> bool:
     """Allocations of ``nbytes`` or more are mmapped and returned to the OS when freed."""
     try:
         return bool(ctypes.CDLL("libc.so.6").mallopt(-3, nbytes))  # M_MMAP_THRESHOLD
@@ -423,7 +425,7 @@ def markdown(res: dict[str, Any]) -> str:
     lines += [
         "",
         "Peak extra memory: resident-set high-water mark (VmHWM, reset through /proc/self/clear_refs after "
-        "malloc_trim) minus the resident set before the call, with glibc's mmap threshold pinned at 8 MiB so "
+        "malloc_trim) minus the resident set before the call, with glibc's mmap threshold pinned at 1 MiB so "
         "that freed large buffers leave the resident set, after one small warm-up call per method; it "
         "includes FAISS's copy of the gallery and the naive method's full score matrix. torchmetrics rows "
         "ran on a subset of the queries and are extrapolated linearly (its cost is one full score row and a "

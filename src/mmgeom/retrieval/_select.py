@@ -69,6 +69,7 @@ def merge_block(
     run_index: Tensor,
     k: int,
     group: int = 32,
+    workspace: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Merge a score block into a running top-k.
 
@@ -80,6 +81,8 @@ def merge_block(
         run_index: ``(r, k)`` their gallery indices (``SENTINEL + j`` in empty slots).
         k: size of the running top-k.
         group: group length ``G`` of the prefilter.
+        workspace: optional flat buffer of at least ``r * (w // G)`` elements for the group maxima
+            (reused across blocks: fewer multi-MB allocations for the heap to fragment).
 
     Returns:
         The new ``(run_values, run_index)`` (rows unordered within the k).
@@ -95,7 +98,10 @@ def merge_block(
                 k,
             )
     body = block[:, : n_groups * group].view(r, group, n_groups)
-    gmax = body.amax(dim=1)  # the one pass over the whole block: all threads
+    if workspace is not None and workspace.numel() >= r * n_groups:
+        gmax = torch.amax(body, dim=1, out=workspace[: r * n_groups].view(r, n_groups))
+    else:
+        gmax = body.amax(dim=1)  # the one pass over the whole block: all threads
     with limited_threads():
         return _filter_and_merge(block, body, gmax, offset, run_values, run_index, k)
 

@@ -160,6 +160,7 @@ def torch_candidates(
     run_values = torch.full((n_q, c), float("-inf"), dtype=q.dtype, device=q.device)
     run_index = (SENTINEL + torch.arange(c, device=q.device)).expand(n_q, c).clone()
     buffer = torch.empty(cq * cg, dtype=q.dtype, device=q.device)
+    workspace = torch.empty(cq * (cg // 32 + 1), dtype=q.dtype, device=q.device)
     q_ranges = chunk_ranges(n_q, cq)
     g_ranges = chunk_ranges(gallery.n, cg)
     norm_max = 0.0
@@ -171,7 +172,7 @@ def torch_candidates(
         for q0, q1 in q_ranges:
             block = buffer[: (q1 - q0) * w].view(q1 - q0, w)
             torch.mm(q[q0:q1], g.T, out=block)
-            v, i = merge_block(block, g0, run_values[q0:q1], run_index[q0:q1], c)
+            v, i = merge_block(block, g0, run_values[q0:q1], run_index[q0:q1], c, workspace=workspace)
             run_values[q0:q1] = v
             run_index[q0:q1] = i
     return Candidates(run_values, run_index, norm_max)
