@@ -10,7 +10,6 @@
 
 from .faiss_backend import ApproximateResult, approximate_topk, import_faiss
 from .metrics import metrics_from_ranks, retrieval_metrics
-from .ranks import iter_positive_ranks
 from .relevance import (
     IndexRelevance,
     LabelRelevance,
@@ -32,7 +31,6 @@ __all__ = [
     "approximate_topk",
     "as_relevance",
     "import_faiss",
-    "iter_positive_ranks",
     "metrics_from_ranks",
     "relevance_from_labels",
     "retrieval_metrics",
