@@ -53,8 +53,8 @@ class MagnitudeHead(nn.Module):
     large, uneven scales). The last layer's bias starts at ``softplus⁻¹(init_magnitude)`` and its weights
     at ``init_scale`` times PyTorch's default initialisation (default a tenth), so every example starts
     near ``init_magnitude`` and the head learns deviations from it (small rather than zero weights, so
-    that the gradient reaches every layer from the first step); ``min_magnitude`` keeps ``r`` strictly positive where softplus underflows, as
-    :class:`~mmgeom.losses.L2DirLoss` requires.
+    that the gradient reaches every layer from the first step); ``min_magnitude`` keeps ``r`` strictly
+    positive where softplus underflows, as :class:`~mmgeom.losses.L2DirLoss` requires.
 
     Gradients reach the head's parameters through ``L2DirLoss(variant="paper")`` (the default); the
     ``"release"`` variant detaches the magnitudes as the authors' public code does, so the head does not
