@@ -71,7 +71,9 @@ def make_batch(b: int, d: int, m: int, seed: int = 0) -> dict[str, torch.Tensor]
     return {NAMES[k]: torch.randn(b, d, generator=g).requires_grad_() for k in range(m)}
 
 
-def time_case(fn: Callable[[], torch.Tensor], batch: dict[str, torch.Tensor], repeats: int) -> dict[str, float]:
+def time_case(
+    fn: Callable[[], torch.Tensor], batch: dict[str, torch.Tensor], repeats: int
+) -> dict[str, float]:
     def step() -> None:
         for v in batch.values():
             v.grad = None
@@ -104,35 +106,43 @@ def loss_fns() -> dict[str, Callable[[dict[str, torch.Tensor]], torch.Tensor]]:
     return fns
 
 
-def run(quick: bool) -> dict[str, object]:
+def run(
+    quick: bool, sizes_arg: list[int] | None = None, ms_arg: list[int] | None = None
+) -> dict[str, object]:
     torch.manual_seed(0)
     mmgeom.set_validation(False)  # value checks sync; production loops switch them off too
-    sizes = [64, 128] if quick else [256, 1024, 4096]
+    sizes = sizes_arg or ([64, 128] if quick else [256, 1024, 4096])
     dims = 64 if quick else 512
-    ms = [2, 3] if quick else [2, 3, 6]
+    ms = ms_arg or ([2, 3] if quick else [2, 3, 6])
     rows = []
     fns = loss_fns()
     for m in ms:
         for b in sizes:
             batch = make_batch(b, dims, m)
             repeats = 3 if quick or b >= 4096 else 7
-            base = time_case(lambda: plain_infonce(batch), batch, repeats)
+            base = time_case(lambda batch=batch: plain_infonce(batch), batch, repeats)
             rows.append({"loss": "plain_infonce", "M": m, "B": b, "D": dims, **base, "ratio": 1.0})
             for name, fn in fns.items():
-                res = time_case(lambda fn=fn: fn(batch), batch, repeats)
+                res = time_case(lambda fn=fn, batch=batch: fn(batch), batch, repeats)
                 ratio = res["seconds"] / base["seconds"]
                 rows.append({"loss": name, "M": m, "B": b, "D": dims, **res, "ratio": ratio})
-                print(f"M={m} B={b:5d} {name:20s} {res['seconds'] * 1e3:9.2f} ms  x{ratio:5.2f}  "
-                      f"peak+{res['peak_extra_mb']:7.1f} MB", flush=True)
+                print(
+                    f"M={m} B={b:5d} {name:20s} {res['seconds'] * 1e3:9.2f} ms  x{ratio:5.2f}  "
+                    f"peak+{res['peak_extra_mb']:7.1f} MB",
+                    flush=True,
+                )
     big: dict[str, object] = {}
     if not quick:
         z = torch.randn(32768, 256, requires_grad=True)
-        for name, fn in (("uniformity", lambda: F.uniformity(z, 2.0)), ("dispersion", lambda: F.dispersion(z, 0.5))):
+        for name, fn in (
+            ("uniformity", lambda: F.uniformity(z, 2.0)),
+            ("dispersion", lambda: F.dispersion(z, 0.5)),
+        ):
             res = time_case(fn, {"z": z}, 1)
             big[name] = {"B": 32768, "D": 256, **res}
             print(f"{name} B=32768 D=256: {res['seconds']:.2f} s, peak extra {res['peak_extra_mb']:.1f} MB")
     return {
-        "command": "python benchmarks/bench_losses.py" + (" --quick" if quick else ""),
+        "command": " ".join(["python", "benchmarks/bench_losses.py", *sys.argv[1:]]),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
@@ -148,7 +158,8 @@ def to_markdown(res: dict[str, object]) -> str:
     out = [
         "# Loss cost: forward + backward vs plain InfoNCE (same run)",
         "",
-        f"Command: `{res['command']}` — torch {res['torch']}, {res['threads']} threads, {res['cores']} cores.",
+        f"Command: `{res['command']}` — torch {res['torch']}, {res['threads']} threads, "
+        f"{res['cores']} cores.",
         "Ratio = median step time / plain all-pairs InfoNCE over the same M modalities (M(M-1)/2 pairs).",
         "Peak extra = process high-water mark minus resident size before the case (MB).",
         "",
@@ -157,8 +168,12 @@ def to_markdown(res: dict[str, object]) -> str:
     bs = sorted({r["B"] for r in rows})
     losses = list(dict.fromkeys(r["loss"] for r in rows))
     for m in ms:
-        out += [f"## M = {m}", "", "| loss | " + " | ".join(f"B={b} ms (ratio, peak MB)" for b in bs) + " |",
-                "|---|" + "---|" * len(bs)]
+        out += [
+            f"## M = {m}",
+            "",
+            "| loss | " + " | ".join(f"B={b} ms (ratio, peak MB)" for b in bs) + " |",
+            "|---|" + "---|" * len(bs),
+        ]
         for name in losses:
             cells = []
             for b in bs:
@@ -168,8 +183,12 @@ def to_markdown(res: dict[str, object]) -> str:
         out.append("")
     big = res.get("large_batch") or {}
     if big:
-        out += ["## Large batch: B = 32768, D = 256 (exact value and gradient)", "",
-                "| function | seconds | peak extra MB |", "|---|---|---|"]
+        out += [
+            "## Large batch: B = 32768, D = 256 (exact value and gradient)",
+            "",
+            "| function | seconds | peak extra MB |",
+            "|---|---|---|",
+        ]
         for name, r in big.items():
             out.append(f"| {name} | {r['seconds']:.2f} | {r['peak_extra_mb']:.0f} |")
         out.append("")
@@ -179,8 +198,14 @@ def to_markdown(res: dict[str, object]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, print only")
+    parser.add_argument("--sizes", type=int, nargs="+", help="batch sizes (default 256 1024 4096)")
+    parser.add_argument("--modalities", type=int, nargs="+", help="values of M (default 2 3 6)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     args = parser.parse_args()
-    res = run(args.quick)
+    if args.threads:
+        # On a shared machine, oversubscribed OpenMP threads distort timings far more than one thread does.
+        torch.set_num_threads(args.threads)
+    res = run(args.quick, args.sizes, args.modalities)
     if not args.quick:
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "losses.json").write_text(json.dumps(res, indent=2))
