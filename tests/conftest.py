@@ -29,19 +29,13 @@ def mfeat_folder() -> Path:
         pytest.skip(str(err))
 
 
-_OWN_MODULES = ("test_data", "test_models", "test_train", "test_cli", "test_demo")
-
-
 @pytest.fixture(autouse=True)
-def _one_torch_thread(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Training tests run with one intra-op thread (restored afterwards).
+def _one_torch_thread() -> Iterator[None]:
+    """Every test runs with one intra-op thread (restored afterwards).
 
-    Their matrices are tiny; on a shared 2-core machine two spinning OpenMP workers made steps up to
-    50x slower than one thread, so the suite's time depended on what else was running.
+    The tests' matrices are small; on a shared 2-core machine two spinning OpenMP workers made steps up
+    to 50x slower than one thread, so the suite's time depended on what else was running.
     """
-    if not request.module.__name__.rsplit(".", 1)[-1].startswith(_OWN_MODULES):
-        yield
-        return
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

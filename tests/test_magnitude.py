@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -11,15 +10,6 @@ import torch
 from mmgeom.losses import create_loss
 from mmgeom.models import MagnitudeHead
 from mmgeom.models.magnitude import inverse_softplus
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread (restored after): tiny matrices on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def batch(n: int = 8, d: int = 6, seed: int = 0) -> dict[str, torch.Tensor]:

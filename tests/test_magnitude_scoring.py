@@ -8,7 +8,6 @@ the study reports (``score_retrieval``) and the CLI's ``--score magnitude`` re-s
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -20,15 +19,6 @@ from typer.testing import CliRunner
 
 from mmgeom.cli import _magnitude_scored, app
 from mmgeom.studies.l2dir import score_retrieval
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread (restored after): tiny matrices on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def naive_metrics(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -21,15 +20,6 @@ needs_text = pytest.mark.skipif(
     not text_backbone_available(), reason=f"text backbone not installed ({TEXT_INSTALL})"
 )
 SENTENCES = ["A man is eating food.", "a photo of an ankle boot", "Sneakers, sandals and a very long dress."]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread (restored after): tiny matrices on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
