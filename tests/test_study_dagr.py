@@ -13,7 +13,7 @@ from mmgeom.classify.report import clear_sign, paired_delta, summarize
 from mmgeom.cli import app
 from mmgeom.data import fashion_mnist_available
 from mmgeom.studies import list_studies
-from mmgeom.studies.dagr import SWEEP, VARIANTS, Setting, dagr_kwargs
+from mmgeom.studies.dagr import SWEEP, VARIANTS, Setting, dagr_kwargs, render
 
 
 def _runs(values: list[float], key: str = "fused") -> list[dict]:
@@ -53,6 +53,9 @@ def test_quick_study_through_the_cli(tmp_path: Path) -> None:
     assert f"mmgeom study dagr --quick --out {out}" in md
     for question in ("Q1. Does DAGR improve", "Q2. Does dispersion alone inflate", "Q3. Does the band beat"):
         assert question in md
+    assert "## Answers over all datasets and training modes" in md
+    # The report is a pure function of results.json: re-rendering reproduces it.
+    assert render(out).read_text() == md
     for png in re.findall(r"\]\(([^)]+\.png)\)", md):
         assert (out / png).is_file()
     record = json.loads((out / "results.json").read_text())

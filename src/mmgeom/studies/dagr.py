@@ -17,7 +17,6 @@ DAGR's weights are picked per dataset by a tiny validation sweep. Reference: Xia
 from __future__ import annotations
 
 import itertools
-import math
 import sys
 import time
 from collections.abc import Sequence
@@ -26,16 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from ..classify import ClassifyConfig, evaluate_classifier, train_classifier
-from ..classify.report import (
-    cell,
-    clear_sign,
-    curve_panel,
-    describe_delta,
-    metric_table,
-    modality_table,
-    paired_delta,
-    summarize,
-)
 from ..data import (
     MultiViewDataset,
     Standardizer,
@@ -46,7 +35,22 @@ from ..data import (
 )
 from ..models import FusionClassifier, create_head
 from ..train.seeding import seed_everything
-from .common import line_plots, markdown_table, study_command, torch_threads, write_json
+from .common import study_command, torch_threads
+from .dagr_report import render, write_report
+
+__all__ = [
+    "SWEEP",
+    "VARIANTS",
+    "Problem",
+    "Setting",
+    "build_model",
+    "dagr_kwargs",
+    "one_run",
+    "problems",
+    "render",
+    "run",
+    "sweep",
+]
 
 #: Regulariser variants: name -> DAGR ``mode`` (``None``: no regulariser).
 VARIANTS: dict[str, str | None] = {
@@ -291,180 +295,4 @@ def run(*, out: Path, seeds: int | None, quick: bool) -> Path:
     record["seconds"] = time.perf_counter() - start
     record["cpu_seconds"] = time.process_time() - cpu_start
     record["threads"] = 1
-    return write_report(out, record, seeds=seeds, quick=quick)
-
-
-# ------------------------------------------------------------------------------------------ report
-
-_MODE_TITLES = {"joint": "joint CE", "dgl": "DGL-style", "ogm_ge": "OGM-GE-style"}
-_VERDICT = {1: "yes", -1: "no (worse)", 0: "no clear difference"}
-Runs = dict[str, list[dict[str, Any]]]
-
-
-def _delta(runs: Runs, a: str, b: str, key: str) -> tuple[str, str]:
-    """``(description, verdict)`` of the paired difference ``a - b`` of ``key``."""
-    d = paired_delta(runs[a], runs[b], key)
-    return describe_delta(d), _VERDICT[clear_sign(d)]
-
-
-def _answers(name: str, runs: Runs) -> tuple[list[str], list[list[str]]]:
-    """Markdown lines answering the study's three questions for one dataset, and summary-table rows."""
-    lines = ["**Q1. Does DAGR improve fused and unimodal accuracy?** (DAGR − plain, paired by seed)", ""]
-    rows = []
-    for base in (b for b in ("joint", "dgl", "ogm_ge", "late/joint") if b in runs and f"{b}+dagr" in runs):
-        (fd, fv), (ud, uv) = (_delta(runs, f"{base}+dagr", base, k) for k in ("fused", "unimodal/mean"))
-        pd, _ = _delta(runs, f"{base}+dagr", base, "probe/mean")
-        md, _ = _delta(runs, f"{base}+dagr", base, "missing/mean")
-        lines.append(
-            f"- {base}: fused {fd} → **{fv}**; unimodal (zero-pad, mean) {ud} → **{uv}**; "
-            f"linear probe (mean) {pd}; missing-modality (mean) {md}."
-        )
-        rows.append([name, base, fd, fv, ud, uv])
-    lines += ["", "**Q2. Does dispersion alone inflate drift?** (final test drift, mean over pairs)", ""]
-    for mode in (m for m in ("joint", "dgl", "ogm_ge") if f"{m}+disp-only" in runs):
-        drift = {
-            v: summarize(runs[v])["drift/mean"]["mean"] for v in (mode, f"{mode}+disp-only", f"{mode}+dagr")
-        }
-        d1, v1 = _delta(runs, f"{mode}+disp-only", mode, "drift/mean")
-        d2, _ = _delta(runs, f"{mode}+disp-only", f"{mode}+dagr", "drift/mean")
-        lines.append(
-            f"- {mode}: drift plain {drift[mode]:.3f}, dispersion only {drift[f'{mode}+disp-only']:.3f}, "
-            f"full DAGR {drift[f'{mode}+dagr']:.3f}; dispersion only − plain {d1} → inflated: **{v1}**; "
-            f"dispersion only − full DAGR {d2}."
-        )
-    lines += ["", "**Q3. Does the band beat always-on alignment?** (DAGR − always-on, same λ)", ""]
-    for mode in (m for m in ("joint", "dgl", "ogm_ge") if f"{m}+always-on" in runs):
-        a, b = f"{mode}+dagr", f"{mode}+always-on"
-        (fd, fv), (ud, uv) = (_delta(runs, a, b, k) for k in ("fused", "unimodal/mean"))
-        md, _ = _delta(runs, a, b, "missing/mean")
-        lines.append(
-            f"- {mode}: fused {fd} → **{fv}**; unimodal (zero-pad) {ud} → **{uv}**; missing-modality {md}."
-        )
-    return lines, rows
-
-
-def _plot(out: Path, name: str, runs: Runs) -> str:
-    """Drift, effective rank and fused accuracy over epochs: one row of panels per training mode."""
-    panels = []
-    for mode in ("joint", "dgl", "ogm_ge"):
-        group = {k.partition("+")[2] or "none": v for k, v in runs.items() if k.partition("+")[0] == mode}
-        if group:
-            title = _MODE_TITLES[mode]
-            panels += [
-                curve_panel(group, "drift/mean", title=f"{title}: drift", ylabel="drift (mean over pairs)"),
-                curve_panel(group, "rank/mean", title=f"{title}: effective rank", ylabel="eff. rank (mean)"),
-                curve_panel(group, "fused", title=f"{title}: fused test accuracy", ylabel="accuracy"),
-            ]
-    file = f"{name}_curves.png"
-    line_plots(out / file, panels, ncols=3, width=3.6)
-    return file
-
-
-def _section(out: Path, name: str, prob: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    runs: Runs = prob["runs"]
-    summaries = {k: summarize(v) for k, v in runs.items()}
-    first = next(iter(summaries.values()))
-    mods = [k.split("/", 1)[1] for k in first if k.startswith("unimodal/") and k != "unimodal/mean"]
-    hp = prob["dagr"]
-    answers, rows = _answers(name, runs)
-    sec = [f"## {name}: {prob['title']}", "", f"Data: {prob['note']}.", ""]
-    sec += [
-        f"{prob['epochs']} epochs, batch {prob['batch_size']}, SGD (momentum 0.9, lr 0.05, 1 warm-up epoch, "
-        f"cosine decay), encoders of width 64. DAGR: λ_d = {hp['lambda_d']}, λ_a = {hp['lambda_a']}, "
-        f"δ = {hp['delta']!r}, Gaussian dispersion with τ = 1. {prob['seconds']:.0f} s wall, "
-        f"{prob['cpu_seconds']:.0f} s CPU for this dataset.",
-        "",
-    ]
-    if hp["delta"] == "auto":
-        deltas = {
-            k: cell(v, "delta")
-            for k, v in summaries.items()
-            if "delta" in v and math.isfinite(v["delta"]["mean"]) and "always" not in k
-        }
-        sec += [
-            "Calibrated band δ (median first-epoch drift): "
-            + ", ".join(f"{k} {d}" for k, d in deltas.items())
-        ]
-        sec.append("")
-    if "ogm_ge" in summaries:
-        ks = ", ".join(f"{m} {cell(summaries['ogm_ge'], f'ogm_k/{m}')}" for m in mods)
-        sec += [
-            f"Mean OGM-GE coefficient k over training (ogm_ge, no DAGR; 1 = never slowed down): {ks}.",
-            "",
-        ]
-    if prob["sweep"]:
-        cand = {
-            f"λ_d={r['lambda_d']}, λ_a={r['lambda_a']}, δ={r['delta']}": {
-                k: {"mean": r[k], "std": 0.0} for k in ("fused", "unimodal", "score")
-            }
-            for r in prob["sweep"]
-        }
-        cols = [("val fused", "fused"), ("val unimodal", "unimodal"), ("score", "score")]
-        sec += ["Validation sweep (joint + DAGR, seed 100; score = mean of fused and unimodal accuracy):", ""]
-        sec += [metric_table(cand, cols, first="candidate").replace(" ± 0.000", ""), ""]
-    sec += [*answers, "", "### Accuracy and geometry (test split, mean ± std over seeds)", ""]
-    cols = [
-        ("fused", "fused"),
-        ("unimodal (zero-pad)", "unimodal/mean"),
-        ("probe", "probe/mean"),
-        ("missing (mean)", "missing/mean"),
-        ("missing (worst)", "missing/min"),
-        ("drift", "drift/mean"),
-        ("eff. rank", "rank/mean"),
-        ("margin", "margin/mean"),
-        ("cos gap", "cos_gap/mean"),
-    ]
-    sec += [metric_table(summaries, cols), ""]
-    for prefix, title in (
-        ("unimodal", "Unimodal accuracy per modality: shared head, the other modalities zero-padded"),
-        ("probe", "Unimodal accuracy per modality: linear probe on frozen embeddings"),
-        ("missing", "Missing-modality accuracy: fused accuracy with one modality dropped at test time"),
-        ("rank", "Effective rank per modality"),
-    ):
-        sec += [f"### {title}", "", modality_table(summaries, prefix, mods), ""]
-    png = _plot(out, name, runs)
-    sec += [f"![drift, effective rank and fused accuracy over epochs]({png})", ""]
-    return sec, rows
-
-
-def write_report(out: Path, record: dict[str, Any], *, seeds: int | None, quick: bool) -> Path:
-    """Write ``results.json``, one curve PNG per dataset and ``results.md``; return the markdown path."""
-    command = study_command("dagr", out, seeds=seeds, quick=quick)
-    record["command"] = command
-    md = [
-        "# DAGR on multimodal fusion classification",
-        "",
-        f"Command: `{command}`",
-        "",
-        f"Wall time: {record['seconds']:.0f} s ({record['seconds'] / 60:.1f} min) with one torch thread on a "
-        f"2-core CPU shared with other jobs; CPU time of the study process {record['cpu_seconds']:.0f} s "
-        f"({record['cpu_seconds'] / 60:.1f} min), the time it takes on an idle core. "
-        f"Seeds per setting: {record['seeds']}.",
-        "",
-        *(f"> {msg}" for msg in record["skipped"]),
-        "",
-    ]
-    sections, rows = [], []
-    for name, prob in record["problems"].items():
-        sec, r = _section(out, name, prob)
-        sections += sec
-        rows += r
-    header = ["dataset", "training", "Δ fused", "fused up?", "Δ unimodal (zero-pad)", "unimodal up?"]
-    md += ["## Summary: DAGR − plain, paired by seed", "", markdown_table(header, rows), "", _READING, ""]
-    md += sections
-    write_json(out / "results.json", record)
-    path = out / "results.md"
-    path.write_text("\n".join(md) + "\n", encoding="utf-8")
-    return path
-
-
-_READING = """\
-How to read: *fused* uses every modality; *unimodal (zero-pad)* feeds one modality to the shared
-concatenation head with the others zero-padded (the DGL protocol; for late fusion the other heads are
-omitted); *probe* is a logistic regression fitted on that modality's frozen training embeddings;
-*missing* drops one modality at test time (for two modalities it equals the other's unimodal accuracy);
-*drift* is E‖z^m − z^n‖² of the normalised pre-fusion embeddings (mean over pairs, in [0, 4]);
-*eff. rank* the effective rank (mean over modalities); *margin* the semantic margin; *cos gap* the
-positive minus negative pair cosine. "± x" is the sample std over seeds. Δ values are paired per-seed
-differences; a difference counts as clear ("yes" / "no (worse)") when its mean is beyond two standard
-errors and a majority of seeds agree, otherwise "no clear difference"."""
+    return write_report(out, record, study_command("dagr", out, seeds=seeds, quick=quick))
