@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -21,14 +20,6 @@ from mmgeom.classify import (
 )
 from mmgeom.data import MultiViewDataset
 from mmgeom.models import FusionClassifier, create_head
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def toy_data(n: int = 96, seed: int = 0, views: tuple[str, ...] = ("strong", "weak")) -> MultiViewDataset:
