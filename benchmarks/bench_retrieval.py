@@ -261,7 +261,7 @@ def bench_metrics(args: argparse.Namespace, gen: torch.Generator) -> list[dict[s
     n_q, n_g, d = args.queries, args.metrics_gallery, args.dim
     g = unit_rows(n_g, d, gen)
     target = torch.randint(0, n_g, (n_q,), generator=gen)
-    q = g[target] + 0.1 * torch.randn(n_q, d, generator=gen)  # queries near their positive
+    q = g[target] + 0.25 * torch.randn(n_q, d, generator=gen)  # noisy copies: hit@1 well below 1
     ks = (1, 5, 10)
     print("retrieval_metrics ...", flush=True)
     retrieval_metrics(q[:64], g[:20_000], target[:64] % 20_000, ks=ks, metric="dot")  # warm-up
