@@ -219,3 +219,9 @@ def test_unknown_anchor(name: str) -> None:
 def test_explicit_pair_with_absent_modality() -> None:
     with pytest.raises(ValueError, match="modality 'video' is not in the batch"):
         create_loss("infonce", pairs=[("image", "video")])(batch_of(2))
+
+
+@pytest.mark.parametrize("name", list_losses())
+def test_unknown_keyword_rejected_for_every_loss(name: str) -> None:
+    with pytest.raises(ValueError, match=r"unexpected arguments \['temprature'\]"):
+        create_loss(name)(batch_of(2), temprature=0.1)

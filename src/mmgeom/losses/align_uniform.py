@@ -56,8 +56,6 @@ class AlignUniformLoss(MultimodalLoss):
         self.pairs, self.anchor = pairs, anchor
 
     def compute(self, mods: dict[str, Tensor], labels: Tensor | None = None, **kwargs: Any) -> LossOutput:
-        if kwargs:
-            raise ValueError(f"align_uniform: unexpected arguments {sorted(kwargs)}")
         triples = resolve_pairs(self.pairs, list(mods), self.anchor)
         align, terms = weighted_pair_mean(
             triples, lambda m, n: F.alignment(mods[m], mods[n], self.alpha), prefix="align"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,9 +61,23 @@ class MultimodalLoss(nn.Module):
             labels = batch.get("labels")
         first = next(iter(mods.values()))
         labels = check_labels(labels, first.shape[0])
+        unknown = sorted(set(kwargs) - self._keywords())
+        if unknown:
+            raise ValueError(f"{type(self).__name__}: unexpected arguments {unknown}")
         if self.supports_mask:
             kwargs["mask"] = check_mask(mask, mods) if mask is not None else None
         return self.compute(mods, labels=labels, **kwargs)
+
+    def _keywords(self) -> set[str]:
+        """Optional keywords this loss's ``compute`` accepts (``labels``/``mask`` are handled here)."""
+        params = inspect.signature(self.compute).parameters
+        return {
+            n for n, p in params.items() if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD
+        } - {
+            "mods",
+            "labels",
+            "mask",
+        }
 
     def compute(self, mods: dict[str, Tensor], labels: Tensor | None = None, **kwargs: Any) -> LossOutput:
         raise NotImplementedError

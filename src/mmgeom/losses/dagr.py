@@ -113,8 +113,6 @@ class DAGRRegularizer(MultimodalLoss):
         mask: dict[str, Tensor] | None = None,
         **kwargs: Any,
     ) -> LossOutput:
-        if kwargs:
-            raise ValueError(f"dagr: unexpected arguments {sorted(kwargs)}")
         zero = next(iter(mods.values())).new_zeros(()).float()
         terms: dict[str, Tensor] = {}
         total = zero

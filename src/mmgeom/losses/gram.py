@@ -54,8 +54,6 @@ class GRAMLoss(MultimodalLoss):
         self.anchor = anchor
 
     def compute(self, mods: dict[str, Tensor], labels: Tensor | None = None, **kwargs: Any) -> LossOutput:
-        if kwargs:
-            raise ValueError(f"gram: unexpected arguments {sorted(kwargs)}")
         if labels is not None:
             raise ValueError("gram: labels are not supported (targets are the paired diagonal)")
         anchor = check_anchor(self.anchor, list(mods))

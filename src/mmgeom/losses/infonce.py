@@ -53,8 +53,6 @@ class InfoNCELoss(MultimodalLoss):
         self.temperature = Temperature(temperature, learnable_temperature)
 
     def compute(self, mods: dict[str, Tensor], labels: Tensor | None = None, **kwargs: Any) -> LossOutput:
-        if kwargs:
-            raise ValueError(f"infonce: unexpected arguments {sorted(kwargs)}")
         names = list(mods)
         if self.anchor is not None:
             check_anchor(self.anchor, names)

@@ -104,8 +104,6 @@ class L2DirLoss(MultimodalLoss):
         magnitudes: Mapping[str, Tensor] | None = None,
         **kwargs: Any,
     ) -> LossOutput:
-        if kwargs:
-            raise ValueError(f"l2dir: unexpected arguments {sorted(kwargs)}")
         given = dict(magnitudes or {})
         if given:
             _check_magnitudes(given, mods)

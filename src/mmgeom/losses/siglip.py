@@ -60,8 +60,6 @@ class SigLIPLoss(MultimodalLoss):
             self.register_buffer("logit_bias", bias)
 
     def compute(self, mods: dict[str, Tensor], labels: Tensor | None = None, **kwargs: Any) -> LossOutput:
-        if kwargs:
-            raise ValueError(f"siglip: unexpected arguments {sorted(kwargs)}")
         if labels is not None:
             raise ValueError("siglip: labels are not supported (targets are the paired diagonal)")
         triples = resolve_pairs(self.pairs, list(mods), self.anchor)

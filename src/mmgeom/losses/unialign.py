@@ -98,8 +98,6 @@ class UniAlignLoss(MultimodalLoss):
         mask: dict[str, Tensor] | None = None,
         **kwargs: Any,
     ) -> LossOutput:
-        if kwargs:
-            raise ValueError(f"unialign: unexpected arguments {sorted(kwargs)}")
         names = list(mods)
         anchor = check_anchor(self.anchor, names)
         zero = next(iter(mods.values())).new_zeros(()).float()
