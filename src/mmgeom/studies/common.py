@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
+from ..data.features import FeatureStore, FeatureStoreError
 from ..train.lean import train_loop
 from ..train.seeding import seed_everything
 
@@ -48,6 +50,8 @@ __all__ = [
     "LinearProbe",
     "PlotPanel",
     "aggregate",
+    "cache_dir",
+    "cached_store",
     "fit_linear_probe",
     "format_mean_std",
     "line_plots",
@@ -487,3 +491,26 @@ def metric_table(
     """
     body = [[e[label], *[_cell(e, k, digits) for k, _ in metrics]] for e in entries]
     return markdown_table([corner, *[title for _, title in metrics]], body)
+
+
+# ------------------------------------------------------------------------------------ feature cache
+
+
+def cache_dir() -> Path:
+    """Where studies cache feature stores: ``$MMGEOM_CACHE_DIR`` or ``~/.cache/mmgeom/features``."""
+    root = os.environ.get("MMGEOM_CACHE_DIR")
+    return Path(root) if root else Path.home() / ".cache" / "mmgeom" / "features"
+
+
+def cached_store(
+    path: Path, build: Callable[[], object], check: Callable[[FeatureStore], bool]
+) -> FeatureStore:
+    """The feature store at ``path`` if it exists and passes ``check``; else ``build()`` it, then open it."""
+    try:
+        store = FeatureStore.open(path)
+        if check(store):
+            return store
+    except FeatureStoreError:
+        pass
+    build()
+    return FeatureStore.open(path)

