@@ -1,0 +1,198 @@
+"""Image grids and a tiny greyscale PNG writer, so saving samples needs neither matplotlib nor PIL.
+
+The PNG encoder writes the smallest valid file (PNG specification, W3C Recommendation, 2nd ed. 2003):
+the signature, an ``IHDR`` chunk (8-bit greyscale, no interlace), one zlib-compressed ``IDAT`` chunk
+whose scanlines each start with filter byte 0 ("None"), and ``IEND``; each chunk is
+``length | type | data | CRC-32(type + data)``.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .fid import ArrayLike
+
+__all__ = ["encode_png", "image_grid", "save_grid", "save_png"]
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _positive_int(value: int, name: str, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def image_grid(
+    images: ArrayLike, nrow: int, *, pad: int = 1, scale: int = 1, pad_value: float = 0.5
+) -> np.ndarray:
+    """Tile single-channel images into one greyscale ``uint8`` picture.
+
+    Images go left to right, ``nrow`` per row (torchvision's ``make_grid`` convention: ``nrow`` is the
+    number of images *in* each row), then top to bottom; cells after the last image are filled with
+    ``pad_value``. ``pad`` pixels of ``pad_value`` separate the cells and frame the grid. Each image is
+    first enlarged ``scale`` times by pixel repetition (nearest neighbour), so 16x15 digits are
+    visible; the padding is not scaled.
+
+    Args:
+        images: ``(N, 1, H, W)`` or ``(N, H, W)``, values in [0, 1] (clamped: decoder outputs may
+            overshoot slightly), N ≥ 1.
+        nrow: images per row (≥ 1); the grid has ``ceil(N / nrow)`` rows and ``min(nrow, N)`` columns.
+        pad: padding in pixels between cells and around the grid (≥ 0).
+        scale: integer enlargement factor (≥ 1).
+        pad_value: grey level in [0, 1] of the padding and empty cells (0.5: visible on black and white
+            backgrounds).
+
+    Returns:
+        ``(rows·(scale·H + pad) + pad, cols·(scale·W + pad) + pad)`` ``uint8`` array, ``round(255·x)``.
+
+    Raises:
+        ValueError: other shapes, no images, non-finite values, bad ``nrow``/``pad``/``scale``/
+            ``pad_value``.
+
+    Example:
+        >>> image_grid(torch.ones(3, 1, 2, 2), nrow=2, pad=1, pad_value=0.0)
+        array([[  0,   0,   0,   0,   0,   0,   0],
+               [  0, 255, 255,   0, 255, 255,   0],
+               [  0, 255, 255,   0, 255, 255,   0],
+               [  0,   0,   0,   0,   0,   0,   0],
+               [  0, 255, 255,   0,   0,   0,   0],
+               [  0, 255, 255,   0,   0,   0,   0],
+               [  0,   0,   0,   0,   0,   0,   0]], dtype=uint8)
+    """
+    if isinstance(images, np.ndarray):
+        images = torch.as_tensor(images)
+    if not isinstance(images, Tensor):
+        raise ValueError(f"images: expected a tensor or array of shape (N, 1, H, W), got {type(images)}")
+    x = images
+    if x.dim() == 4 and x.shape[1] == 1:
+        x = x[:, 0]
+    if x.dim() != 3 or min(x.shape) < 1:
+        raise ValueError(
+            f"images: expected shape (N, 1, H, W) or (N, H, W) with N >= 1, got {tuple(images.shape)}"
+        )
+    nrow = _positive_int(nrow, "nrow")
+    pad = _positive_int(pad, "pad", minimum=0)
+    scale = _positive_int(scale, "scale")
+    if not 0.0 <= float(pad_value) <= 1.0:
+        raise ValueError(f"pad_value: expected a grey level in [0, 1], got {pad_value!r}")
+    arr = x.detach().to("cpu", torch.float64).numpy()
+    if not np.isfinite(arr).all():
+        raise ValueError(f"images: contains NaN or Inf (shape {tuple(images.shape)})")
+    pix = np.rint(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
+    if scale > 1:
+        pix = pix.repeat(scale, axis=1).repeat(scale, axis=2)
+    n, h, w = pix.shape
+    cols = min(nrow, n)
+    rows = -(-n // nrow)
+    grid = np.full(
+        (rows * (h + pad) + pad, cols * (w + pad) + pad), round(float(pad_value) * 255.0), dtype=np.uint8
+    )
+    for i in range(n):
+        top = pad + (i // nrow) * (h + pad)
+        left = pad + (i % nrow) * (w + pad)
+        grid[top : top + h, left : left + w] = pix[i]
+    return grid
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """The bytes of an 8-bit greyscale PNG of a ``(H, W)`` ``uint8`` array (row 0 at the top).
+
+    Raises:
+        ValueError: not a 2-D ``uint8`` array with H, W ≥ 1.
+    """
+    ok = isinstance(array, np.ndarray) and array.ndim == 2 and array.dtype == np.uint8
+    if not ok or min(array.shape) < 1:
+        got = f"{array.dtype} {array.shape}" if isinstance(array, np.ndarray) else type(array).__name__
+        raise ValueError(f"array: expected a 2-D uint8 array (H, W) with H, W >= 1, got {got}")
+    h, w = array.shape
+    # width, height, bit depth 8, colour type 0 (greyscale), compression 0, filter 0, no interlace.
+    header = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    rows = np.zeros((h, w + 1), dtype=np.uint8)  # column 0: filter type 0 ("None") for every scanline
+    rows[:, 1:] = array
+    return (
+        _PNG_SIGNATURE
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", zlib.compress(rows.tobytes(), 9))
+        + _chunk(b"IEND", b"")
+    )
+
+
+def save_png(path: str | os.PathLike[str], array: np.ndarray) -> Path:
+    """Write a ``(H, W)`` ``uint8`` array as an 8-bit greyscale PNG, all or nothing.
+
+    The bytes go to a temporary file in the target folder, are flushed to disk, then renamed over
+    ``path`` with :func:`os.replace` (atomic), so a crash never leaves a half-written image.
+
+    Args:
+        path: destination; missing parent folders are created.
+        array: ``(H, W)`` ``uint8`` pixels, row 0 at the top (e.g. from :func:`image_grid`).
+
+    Returns:
+        The written path.
+
+    Raises:
+        ValueError: ``array`` is not 2-D ``uint8``.
+
+    Example:
+        >>> save_png(tmp / "ramp.png", np.arange(256, dtype=np.uint8).reshape(16, 16))  # doctest: +SKIP
+    """
+    data = encode_png(array)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return target
+
+
+def save_grid(
+    path: str | os.PathLike[str],
+    images: ArrayLike,
+    nrow: int,
+    *,
+    pad: int = 1,
+    scale: int = 1,
+    pad_value: float = 0.5,
+) -> Path:
+    """:func:`image_grid` of ``images`` written as a PNG with :func:`save_png`.
+
+    Args:
+        path: destination PNG file.
+        images: ``(N, 1, H, W)`` or ``(N, H, W)`` in [0, 1].
+        nrow: images per row.
+        pad: padding in pixels.
+        scale: integer enlargement factor.
+        pad_value: grey level of the padding.
+
+    Returns:
+        The written path.
+
+    Raises:
+        ValueError: as :func:`image_grid`.
+
+    Example:
+        >>> save_grid("samples.png", decoded.clamp(0, 1), nrow=10, scale=4)  # doctest: +SKIP
+    """
+    return save_png(path, image_grid(images, nrow, pad=pad, scale=scale, pad_value=pad_value))
