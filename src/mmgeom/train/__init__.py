@@ -45,6 +45,7 @@ from .module_state import register_checkpoint_attributes
 from .resume import check_resume_config, find_resumable_run, trim_metrics
 from .rng import capture_rng_state, restore_rng_state
 from .rundir import resolve_run_dir
+from .runload import LoadedRun, load_run
 from .schedule import build_scheduler, warmup_cosine_lr
 from .seeding import seed_everything
 from .trainer import Trainer, TrainResult, build_data, build_encoder, build_loss, build_optimizer, train
@@ -63,6 +64,7 @@ __all__ = [
     "Fault",
     "FaultsConfig",
     "JsonlWriter",
+    "LoadedRun",
     "LoggingConfig",
     "LossConfig",
     "ModelConfig",
@@ -94,6 +96,7 @@ __all__ = [
     "geometry_diagnostics",
     "list_packaged_configs",
     "load_config",
+    "load_run",
     "load_tensors",
     "nearest_centroid_accuracy",
     "packaged_config_path",
