@@ -15,6 +15,7 @@ from mmgeom.retrieval import (
     relevance_from_labels,
     retrieval_metrics,
     topk,
+    topk_metrics,
 )
 from mmgeom.retrieval import ranks as ranks_module
 
@@ -204,6 +205,35 @@ def test_hit_at_k_consistent_with_topk():
     _, idx = topk(q, g, 5)
     assert m["hit@5"] == pytest.approx(float((idx == target[:, None]).any(1).double().mean()))
     assert m["hit@1"] == pytest.approx(float((idx[:, 0] == target).double().mean()))
+
+
+@pytest.mark.parametrize("metric", ["cosine", "magnitude"])
+def test_topk_metrics_match_torchmetrics(metric):
+    gen = torch.Generator().manual_seed(29)
+    q, g = torch.randn(40, 8, generator=gen).double(), torch.randn(200, 8, generator=gen).double()
+    mags = torch.rand(200, generator=gen) + 0.5 if metric == "magnitude" else None
+    ql, gl = torch.randint(0, 4, (40,), generator=gen), torch.randint(0, 4, (200,), generator=gen)
+    lists = [(gl == ql[i]).nonzero().flatten().tolist() for i in range(40)]  # ~50 positives each
+    ks = (1, 5, 20)
+    ref = torchmetrics_reference(scores_matrix(q, g, "cosine", mags), lists, ks)
+    for relevance in (relevance_from_labels(ql, gl), lists):
+        got = topk_metrics(q, g, relevance, ks=ks, gallery_magnitudes=mags, max_memory_mb=0.01)
+        assert set(got) == {f"{n}@{k}" for n in ("hit", "recall", "precision", "ndcg") for k in ks}
+        for name, value in got.items():
+            assert value == pytest.approx(ref[name], abs=1e-6), name
+    single = torch.randint(0, 200, (40,), generator=gen)  # one positive: equal to the rank metrics
+    full = retrieval_metrics(q, g, single, ks=ks)
+    for name, value in topk_metrics(q, g, single, ks=ks).items():
+        assert value == pytest.approx(full[name], abs=1e-12), name
+
+
+def test_topk_metrics_faiss_backend_identical():
+    pytest.importorskip("faiss")
+    gen = torch.Generator().manual_seed(30)
+    q, g = torch.randn(30, 16, generator=gen), torch.randn(500, 16, generator=gen)
+    g[250:] = g[:250]  # duplicated rows: exact ties, settled by index in both backends
+    target = torch.randint(0, 500, (30,), generator=gen)
+    assert topk_metrics(q, g, target, backend="faiss") == topk_metrics(q, g, target)
 
 
 def test_metrics_from_ranks_directly():

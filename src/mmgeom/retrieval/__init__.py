@@ -4,12 +4,13 @@
   L2Dir magnitude scoring, deterministic ties (equal scores: lower gallery index first);
 * :func:`retrieval_metrics` — hit@K (CLIP's R@K), recall@K, precision@K, MRR, mAP, nDCG@K, median and
   mean rank of the first positive, from the ranks of the positives, chunked over queries;
+  :func:`topk_metrics` — the cut-off metrics from :func:`topk`'s lists (either backend);
 * relevance helpers — :func:`relevance_from_labels`, :func:`as_relevance`;
 * :func:`approximate_topk` — FAISS IVF/HNSW search that reports its recall@k against exact search.
 """
 
 from .faiss_backend import ApproximateResult, approximate_topk, import_faiss
-from .metrics import metrics_from_ranks, retrieval_metrics
+from .metrics import metrics_from_ranks, retrieval_metrics, topk_metrics
 from .relevance import (
     IndexRelevance,
     LabelRelevance,
@@ -35,4 +36,5 @@ __all__ = [
     "relevance_from_labels",
     "retrieval_metrics",
     "topk",
+    "topk_metrics",
 ]

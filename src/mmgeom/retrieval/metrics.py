@@ -30,11 +30,13 @@ from ._inputs import (
     check_k,
     check_memory,
     check_scoring,
+    chunk_ranges,
     prepare_query,
 )
 from ._plan import DEFAULT_MEMORY_MB
 from .ranks import iter_positive_ranks
 from .relevance import Relevance, as_relevance
+from .search import topk
 
 #: Names of the per-K metrics; each appears as ``f"{name}@{K}"``.
 AT_K = ("hit", "recall", "precision", "ndcg")
@@ -166,3 +168,66 @@ def retrieval_metrics(
     out["median_rank"] = float(np.median(firsts))
     out["mean_rank"] = float(firsts.mean())
     return out
+
+
+def topk_metrics(
+    query: Tensor | np.ndarray,
+    gallery: Tensor | np.ndarray,
+    relevance: Tensor | np.ndarray | Sequence[Sequence[int]] | Relevance,
+    ks: Sequence[int] = (1, 5, 10),
+    metric: str = "cosine",
+    gallery_magnitudes: Tensor | np.ndarray | None = None,
+    backend: str = "torch",
+    chunk_size: int | tuple[int, int] | None = None,
+    max_memory_mb: float | None = None,
+    progress: bool = False,
+) -> dict[str, float]:
+    """The cut-off metrics (hit@K, recall@K, precision@K, nDCG@K) from exact top-``max(ks)`` search.
+
+    Runs :func:`topk` with ``k = max(ks)`` (either backend: their results are identical) and reads each
+    query's positives off its result list; the definitions are those of :func:`retrieval_metrics`, with
+    the ranks of :func:`topk`'s order (float64 rescored scores). Metrics of the whole ranking (``mrr``,
+    ``map``, ``median_rank``, ``mean_rank``) need every positive's rank and are not returned: use
+    :func:`retrieval_metrics` for them. On data without float32 near-ties both functions agree on every
+    cut-off metric.
+
+    Args:
+        query, gallery, relevance, ks, metric, gallery_magnitudes, chunk_size, max_memory_mb, progress:
+            as in :func:`retrieval_metrics`.
+        backend: ``"torch"`` or ``"faiss"`` (see :func:`topk`).
+
+    Returns:
+        ``{"hit@K", "recall@K", "precision@K", "ndcg@K"}`` for each K, as floats.
+    """
+    q_src = Embeddings(query, "query")
+    g_src = Embeddings(gallery, "gallery")
+    check_dims(q_src, g_src)
+    ks = check_ks(ks, g_src.n)
+    rel = as_relevance(relevance, q_src.n, g_src.n)
+    kmax = ks[-1]
+    _, index = topk(
+        query,
+        gallery,
+        kmax,
+        chunk_size=chunk_size,
+        backend=backend,
+        metric=metric,
+        gallery_magnitudes=gallery_magnitudes,
+        max_memory_mb=max_memory_mb,
+        progress=progress,
+    )
+    index = index.cpu()
+    # one boolean relevance row per query of the chunk: (rows, N_g) within the budget
+    rows = max(1, check_memory(max_memory_mb, DEFAULT_MEMORY_MB) // max(1, 2 * g_src.n))
+    sums: dict[str, float] = {}
+    position = torch.arange(kmax)
+    for start, stop in chunk_ranges(q_src.n, rows):
+        hit = rel.mask(start, stop).gather(1, index[start:stop])
+        # positives found in the list first (their 0-based positions), the others ranked >= kmax
+        ranks = torch.where(hit, position, kmax).sort(dim=1).values
+        per_query = metrics_from_ranks(ranks, rel.counts(start, stop), ks)
+        for name in AT_K:
+            for k in ks:
+                key = f"{name}@{k}"
+                sums[key] = sums.get(key, 0.0) + float(per_query[key].sum())
+    return {f"{name}@{k}": sums[f"{name}@{k}"] / q_src.n for name in AT_K for k in ks}
