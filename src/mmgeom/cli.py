@@ -1,5 +1,5 @@
 """The ``mmgeom`` command line: ``train``, ``demo``, ``losses``, ``config``, ``report``, ``study``,
-``features``.
+``features``, ``eval``.
 
 User errors (a bad config key, a missing data package, no usable checkpoint, a non-finite loss) print one
 message and exit with status 2 (1 for a run that diverged; 130/143 for a run stopped by SIGINT/SIGTERM
@@ -20,7 +20,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, TypeVar
 
-import torch
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -77,7 +76,7 @@ def _guard(fn: Callable[[], T]) -> T:
         if _is_rank_zero():
             typer.echo(f"{e}\ncontinue with: mmgeom train CONFIG --resume {e.run_dir}", err=True)
         raise typer.Exit(EXIT_SIGNAL.get(e.signal_name, 1)) from None
-    except (ConfigError, CheckpointError, DataUnavailableError, ValueError) as e:
+    except (ConfigError, CheckpointError, DataUnavailableError, ValueError, FileNotFoundError) as e:
         if os.environ.get("MMGEOM_DEBUG"):
             raise
         typer.echo(f"error: {e}", err=True)
@@ -182,31 +181,18 @@ def _magnitude_scored(trainer: Trainer, result: TrainResult, cfg: ExperimentConf
     raw embedding; queries stay normalised. The untrained (step 0) evaluation is dropped: it was scored
     by cosine.
     """
-    from .retrieval import retrieval_metrics
-    from .train import embed_views
+    from .train import cross_view_retrieval, embed_views
 
     data = trainer.data.part(cfg.eval.split)
     encoder = getattr(trainer.encoder, "module", trainer.encoder)
     emb = embed_views(encoder, data, trainer.device)
     after = {k: v for k, v in result.final_eval.items() if not str(k).startswith("retrieval/")}
     after["step"] = result.steps
-    relevance = torch.arange(len(data))
-    per_pair: dict[str, list[float]] = {}
-    for q, g in cfg.eval.resolve_pairs(data.view_names):
-        runs = [(q, g)] + ([(g, q)] if cfg.eval.directions == "both" else [])
-        values = []
-        for a, b in runs:
-            m = retrieval_metrics(
-                emb[a], emb[b], relevance, ks=tuple(cfg.eval.ks), gallery_magnitudes=emb[b].norm(dim=1)
-            )
-            after.update({f"retrieval/{a}->{b}/{k}": float(v) for k, v in m.items()})
-            values.append(m)
-        key = f"{q}<->{g}" if cfg.eval.directions == "both" else f"{q}->{g}"
-        for k in values[0]:
-            mean = sum(float(v[k]) for v in values) / len(values)
-            after[f"retrieval/{key}/{k}"] = mean
-            per_pair.setdefault(k, []).append(mean)
-    after.update({f"retrieval/mean/{k}": sum(v) / len(v) for k, v in per_pair.items()})
+    pairs = cfg.eval.resolve_pairs(data.view_names)
+    magnitudes = {v: z.norm(dim=1) for v, z in emb.items()}
+    after.update(
+        cross_view_retrieval(emb, pairs, cfg.eval.directions, cfg.eval.ks, gallery_magnitudes=magnitudes)
+    )
     return dataclasses.replace(result, evals=[after])
 
 
@@ -450,6 +436,181 @@ def features_command(
         for m, d in store.dims.items():
             typer.echo(f"  {m}: {d}-d {store.dtypes[m]}")
     typer.echo(f"written in {time.perf_counter() - start:.1f} s")
+
+
+# -------------------------------------------------------------------------------------------- eval
+
+
+class Relevance(str, enum.Enum):
+    """``--relevance`` choices."""
+
+    instance = "instance"
+    label = "label"
+
+
+class Backend(str, enum.Enum):
+    """``--backend`` choices."""
+
+    torch = "torch"
+    faiss = "faiss"
+
+
+def _parse_ks(text: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"--ks: expected comma-separated integers such as 1,5,10, got {text!r}") from None
+    if not ks:
+        raise ValueError(f"--ks: expected at least one cut-off, got {text!r}")
+    return ks
+
+
+def _eval_table(
+    source: Any, metrics: dict[str, float], pairs: list[tuple[str, str]], how: dict[str, Any]
+) -> Table:
+    """One row per evaluated direction and the mean over the pairs."""
+    ks = how["ks"]
+    if how["relevance"] == "label":
+        wanted = [f"precision@{k}" for k in ks] + [f"recall@{ks[-1]}", "map", "mrr"]
+    else:
+        wanted = [f"hit@{k}" for k in ks] + ["mrr", "map", "median_rank"]
+    columns = [c for c in wanted if f"retrieval/mean/{c}" in metrics]
+    where = f"{source.split} split" if source.split is not None else "all rows"
+    table = Table(
+        title=f"Retrieval: {source.kind} {source.path} ({where}, {source.num_rows} rows)",
+        title_justify="left",
+    )
+    table.add_column("query -> gallery", no_wrap=True)
+    for c in columns:
+        header = {"map": "mAP", "mrr": "MRR", "median_rank": "med. rank"}.get(
+            c, c.replace("precision", "prec")
+        )
+        table.add_column(header, justify="right", no_wrap=True)
+    directions = [
+        d for q, g in pairs for d in ([(q, g), (g, q)] if how["directions"] == "both" else [(q, g)])
+    ]
+
+    def cell(key: str) -> str:
+        value = metrics.get(key)
+        return f"{value:.1f}" if key.endswith("rank") and value is not None else _fmt(value)
+
+    for q, g in directions:
+        table.add_row(f"{q} -> {g}", *(cell(f"retrieval/{q}->{g}/{c}") for c in columns))
+    table.add_section()
+    table.add_row("mean", *(cell(f"retrieval/mean/{c}") for c in columns), style="bold")
+    if how["relevance"] == "label":
+        chance = metrics["chance/precision"]
+        relevance = f"label: every row of the query's class is a positive (chance precision {chance:.3f})"
+    else:
+        relevance = f"instance: row i's one positive is row i (chance hit@1 = 1/{source.num_rows})"
+    score = "magnitude (L2Dir: <q/|q|, |g| g/|g|>)" if how["score"] == "magnitude" else "cosine"
+    table.caption = f"relevance {relevance}; score {score}; backend {how['backend']}"
+    table.caption_justify = "left"
+    return table
+
+
+@app.command("eval")
+def eval_command(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            metavar="RUN_OR_FEATURES", help="A run directory (mmgeom train/demo) or a feature store folder."
+        ),
+    ],
+    query: Annotated[
+        str | None, typer.Option("--query", "-q", metavar="MOD", help="Query modality (default: every one).")
+    ] = None,
+    gallery: Annotated[
+        str | None,
+        typer.Option("--gallery", "-g", metavar="MOD", help="Gallery modality (default: every other one)."),
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            metavar="NAME",
+            help="Runs: train, val or test (default: the run's eval.split). Stores: one of its splits "
+            "(default: every row).",
+        ),
+    ] = None,
+    relevance: Annotated[
+        Relevance,
+        typer.Option(
+            "--relevance", help="instance: row i <-> row i; label: every row of the same class is a positive."
+        ),
+    ] = Relevance.instance,
+    ks: Annotated[str, typer.Option("--ks", metavar="K,K,...", help="Cut-offs K.")] = "1,5,10",
+    score: Annotated[Score, typer.Option("--score", help=_SCORE_HELP)] = Score.cosine,
+    backend: Annotated[
+        Backend,
+        typer.Option(
+            "--backend",
+            help="torch: every metric from the exact ranks; faiss: the cut-off metrics from exact top-K "
+            "search through FAISS (pip install 'mmgeom[faiss]').",
+        ),
+    ] = Backend.torch,
+    max_memory_mb: Annotated[
+        float | None,
+        typer.Option("--max-memory-mb", metavar="MB", help="Memory budget of the retrieval (default 256)."),
+    ] = None,
+    checkpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--checkpoint",
+            metavar="WHICH",
+            help="Runs: final (model.safetensors), best, latest, or a checkpoint path (default: final, else "
+            "the newest checkpoint).",
+        ),
+    ] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", metavar="PATH", help="Also write the metrics to this JSON file.")
+    ] = None,
+) -> None:
+    """Evaluate retrieval between modalities of a trained run or of a feature store.
+
+    Default: every pair of modalities (of one shared dimension), both directions, instance relevance.
+    """
+    import json
+
+    from .train.checkpoint import atomic_write_text
+    from .train.offline_eval import eval_pairs, evaluate_source, open_eval_source
+
+    cut_offs = _guard(lambda: _parse_ks(ks))
+    src = _guard(lambda: open_eval_source(source, split, checkpoint=checkpoint))
+    pairs, directions = _guard(lambda: eval_pairs(src, query, gallery))
+    how = {
+        "relevance": relevance.value,
+        "score": score.value,
+        "backend": backend.value,
+        "ks": sorted(set(cut_offs)),
+        "directions": directions,
+    }
+    metrics = _guard(
+        lambda: evaluate_source(
+            src,
+            pairs,
+            directions,
+            cut_offs,
+            relevance=relevance.value,
+            score=score.value,
+            backend=backend.value,
+            max_memory_mb=max_memory_mb,
+        )
+    )
+    Console().print(_eval_table(src, metrics, pairs, how))
+    if json_path is not None:
+        record = {
+            "source": str(src.path),
+            "kind": src.kind,
+            "split": src.split,
+            "rows": src.num_rows,
+            **how,
+            "pairs": [list(p) for p in pairs],
+            **src.info,
+            "metrics": metrics,
+        }
+        atomic_write_text(json_path, json.dumps(record, indent=1) + "\n")
+        typer.echo(f"metrics: {json_path}")
 
 
 def main(argv: Sequence[str] | None = None) -> Any:
