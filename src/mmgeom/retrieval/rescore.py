@@ -38,20 +38,49 @@ def candidate_count(k: int, n_gallery: int) -> int:
     return min(n_gallery, k + RESCORE_MARGIN)
 
 
-def exact_scores(query_rows: Tensor, gallery_rows: Tensor, scoring: Scoring, gallery_index: Tensor) -> Tensor:
+def exact_scores(
+    query_rows: Tensor,
+    gallery_rows: Tensor,
+    scoring: Scoring,
+    gallery_index: Tensor,
+    work: Tensor | None = None,
+) -> Tensor:
     """float64 scores of ``query_rows[i]`` (``(r, D)``) against ``gallery_rows[i, j]`` (``(r, c, D)``).
 
     Each pair's dot product (and each row's norm) is one reduction over ``D`` done the same way for
-    every pair, whatever ``r`` and ``c``: identical rows give bit-identical scores.
+    every pair, whatever ``r`` and ``c``: identical rows give bit-identical scores. (float32 and float16
+    products are exact in float64, so the only rounding is the float64 sum.)
+
+    Args:
+        query_rows: ``(r, D)`` query rows (any floating dtype).
+        gallery_rows: ``(r, c, D)`` candidate rows (any floating dtype).
+        scoring: metric and optional magnitudes.
+        gallery_index: ``(r, c)`` gallery indices of the candidates (for the magnitudes).
+        work: optional float64 buffer of at least ``r * c * D`` elements; the products are formed in it
+            instead of in fresh multi-MB temporaries (each of which costs page faults when the allocator
+            maps it from the OS).
+
+    Returns:
+        ``(r, c)`` float64 scores.
     """
+    r, c, d = gallery_rows.shape
     q = query_rows.to(torch.float64)
-    g = gallery_rows.to(torch.float64)
-    s = torch.linalg.vecdot(g, q[:, None, :])
-    if scoring.normalise:
-        s = s / (g.norm(dim=-1) * q.norm(dim=-1)[:, None]).clamp_min(EPS)
+    if work is not None and work.numel() >= r * c * d:
+        g = work[: r * c * d].view(r, c, d)
+        g.copy_(gallery_rows)
+    else:
+        g = gallery_rows.to(torch.float64, copy=True)
+    g_norm = g.norm(dim=-1) if scoring.normalise else None
+    s = g.mul_(q[:, None, :]).sum(dim=-1)  # in place: g is a private float64 copy
+    if g_norm is not None:
+        s = s / (g_norm * q.norm(dim=-1)[:, None]).clamp_min(EPS)
     if scoring.magnitudes is not None:
         s = s * scoring.magnitudes[gallery_index.cpu()].to(s.device)
     return s
+
+
+#: Target size of the gathered float64 rows of one rescoring chunk (small enough to stay in cache).
+RESCORE_CHUNK_BYTES = 2**20
 
 
 def rescore_candidates(
@@ -78,20 +107,35 @@ def rescore_candidates(
         ``(scores, indices)``, each ``(N_q, k)``.
     """
     n_q, c = candidates.shape
-    # Small chunks keep the gathered float64 rows in cache (measured fastest around 16-64 queries) and
-    # their temporaries small.
-    rows_per_chunk = max(1, min(32, budget_bytes // (4 * 8 * max(1, c) * gallery.d)))
-    scores, indices = [], []
+    d = gallery.d
+    dev = candidates.device
+    # Chunks of about 1 MB of float64 rows, gathered into buffers allocated once: a fresh multi-MB
+    # temporary per chunk was mapped from the OS (page faults) each time and cost more than the
+    # arithmetic (3x with glibc's mmap threshold at 1 MB).
+    per_query = max(1, c) * d * 8
+    rows_per_chunk = max(1, min(64, RESCORE_CHUNK_BYTES // per_query, budget_bytes // (4 * per_query)))
+    work = torch.empty(rows_per_chunk * c * d, dtype=torch.float64, device=dev)
+    gathered: Tensor | None = None
+    if isinstance(gallery.data, Tensor):
+        gathered = torch.empty(rows_per_chunk * c, d, dtype=gallery.data.dtype, device=gallery.data.device)
+    exact = torch.empty(n_q, c, dtype=out_dtype, device=dev)
     with limited_threads():
         for start, stop in chunk_ranges(n_q, rows_per_chunk):
             cand = candidates[start:stop]
-            g = gallery.rows(cand.reshape(-1)).to(cand.device).view(stop - start, c, gallery.d)
+            flat = cand.reshape(-1)
+            if gathered is not None:
+                assert isinstance(gallery.data, Tensor)
+                g = torch.index_select(
+                    gallery.data.detach(), 0, flat.to(gathered.device), out=gathered[: flat.numel()]
+                )
+            else:
+                g = gallery.rows(flat)
             q = query.chunk(start, stop, check=False)
-            s = exact_scores(q, g, scoring, cand).to(out_dtype)
-            v, i = order_by_score_then_index(s, cand)
-            scores.append(v[:, :k])
-            indices.append(i[:, :k])
-    return torch.cat(scores), torch.cat(indices)
+            s = exact_scores(q, g.to(dev).view(stop - start, c, d), scoring, cand, work)
+            exact[start:stop] = s
+        # one ordering pass over all queries instead of a handful of small sorts per chunk
+        scores, indices = order_by_score_then_index(exact, candidates)
+    return scores[:, :k].contiguous(), indices[:, :k].contiguous()
 
 
 def rounding_bound(d: int, dtype: torch.dtype, query_norms: Tensor, gallery_norm_max: float) -> Tensor:
