@@ -70,7 +70,7 @@ class ImageDecoder(nn.Module):
         return torch.nn.functional.normalize(cond, dim=1, eps=1e-12)
 
     def check_images(self, images: Tensor, batch: int | None = None) -> Tensor:
-        """Validate images ``(B, C, H, W)`` (or ``(B, C*H*W)``) in ``[0, 1]``; return them as ``(B, C, H, W)``.
+        """Validate images ``(B, C, H, W)`` or ``(B, C*H*W)`` in ``[0, 1]``; return ``(B, C, H, W)``.
 
         Raises:
             ValueError: wrong shape, batch size different from ``batch``, or non-finite values.
