@@ -81,6 +81,8 @@ def exact_scores(
 
 #: Target size of the gathered float64 rows of one rescoring chunk (small enough to stay in cache).
 RESCORE_CHUNK_BYTES = 2**20
+#: Queries whose exact candidate scores are ordered together.
+ORDER_ROWS = 16384
 
 
 def rescore_candidates(
@@ -118,24 +120,28 @@ def rescore_candidates(
     gathered: Tensor | None = None
     if isinstance(gallery.data, Tensor):
         gathered = torch.empty(rows_per_chunk * c, d, dtype=gallery.data.dtype, device=gallery.data.device)
-    exact = torch.empty(n_q, c, dtype=out_dtype, device=dev)
+    scores = torch.empty(n_q, k, dtype=out_dtype, device=dev)
+    indices = torch.empty(n_q, k, dtype=torch.long, device=dev)
     with limited_threads():
-        for start, stop in chunk_ranges(n_q, rows_per_chunk):
-            cand = candidates[start:stop]
-            flat = cand.reshape(-1)
-            if gathered is not None:
-                assert isinstance(gallery.data, Tensor)
-                g = torch.index_select(
-                    gallery.data.detach(), 0, flat.to(gathered.device), out=gathered[: flat.numel()]
-                )
-            else:
-                g = gallery.rows(flat)
-            q = query.chunk(start, stop, check=False)
-            s = exact_scores(q, g.to(dev).view(stop - start, c, d), scoring, cand, work)
-            exact[start:stop] = s
-        # one ordering pass over all queries instead of a handful of small sorts per chunk
-        scores, indices = order_by_score_then_index(exact, candidates)
-    return scores[:, :k].contiguous(), indices[:, :k].contiguous()
+        # the exact scores of up to ORDER_ROWS queries are kept and ordered together (one sort pass per
+        # block instead of a handful of small sorts per chunk; the block bounds the sort's temporaries)
+        for b0, b1 in chunk_ranges(n_q, ORDER_ROWS):
+            exact = torch.empty(b1 - b0, c, dtype=out_dtype, device=dev)
+            for start, stop in chunk_ranges(b1 - b0, rows_per_chunk):
+                cand = candidates[b0 + start : b0 + stop]
+                flat = cand.reshape(-1)
+                if gathered is not None:
+                    assert isinstance(gallery.data, Tensor)
+                    g = torch.index_select(
+                        gallery.data.detach(), 0, flat.to(gathered.device), out=gathered[: flat.numel()]
+                    )
+                else:
+                    g = gallery.rows(flat)
+                q = query.chunk(b0 + start, b0 + stop, check=False)
+                exact[start:stop] = exact_scores(q, g.to(dev).view(stop - start, c, d), scoring, cand, work)
+            v, i = order_by_score_then_index(exact, candidates[b0:b1])
+            scores[b0:b1], indices[b0:b1] = v[:, :k], i[:, :k]
+    return scores, indices
 
 
 def rounding_bound(d: int, dtype: torch.dtype, query_norms: Tensor, gallery_norm_max: float) -> Tensor:
