@@ -87,7 +87,8 @@ def test_mix_embeddings_is_the_mean_of_normalised_rows() -> None:
     a, b = torch.randn(3, 5, generator=g), torch.randn(3, 5, generator=g)
     ref = np.zeros((3, 5))
     for i in range(3):  # plain loop: (a_i/|a_i| * 1 + b_i/|b_i| * 3) / 4
-        ref[i] = (a[i].numpy() / np.linalg.norm(a[i].numpy()) + 3 * b[i].numpy() / np.linalg.norm(b[i].numpy())) / 4
+        ai, bi = a[i].numpy(), b[i].numpy()
+        ref[i] = (ai / np.linalg.norm(ai) + 3 * bi / np.linalg.norm(bi)) / 4
     torch.testing.assert_close(mix_embeddings(a, b, weights=[1.0, 3.0]).double(), torch.from_numpy(ref))
     with pytest.raises(ValueError, match="at least 2"):
         mix_embeddings(a)

@@ -17,6 +17,7 @@ STUDIES: dict[str, str] = {
     "unialign": "mmgeom.studies.unialign",
     "dagr": "mmgeom.studies.dagr",
     "l2dir": "mmgeom.studies.l2dir",
+    "generation": "mmgeom.studies.generation",
 }
 
 
