@@ -115,7 +115,7 @@ def rescore_candidates(
     # temporary per chunk was mapped from the OS (page faults) each time and cost more than the
     # arithmetic (3x with glibc's mmap threshold at 1 MB).
     per_query = max(1, c) * d * 8
-    rows_per_chunk = max(1, min(64, RESCORE_CHUNK_BYTES // per_query, budget_bytes // (4 * per_query)))
+    rows_per_chunk = max(1, min(64, n_q, RESCORE_CHUNK_BYTES // per_query, budget_bytes // (4 * per_query)))
     work = torch.empty(rows_per_chunk * c * d, dtype=torch.float64, device=dev)
     gathered: Tensor | None = None
     if isinstance(gallery.data, Tensor):
