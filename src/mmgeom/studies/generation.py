@@ -86,8 +86,8 @@ class Settings:
     hidden: int = 128
     out_dim: int = 64
     temperature: float = 0.1
-    conv_steps: int = 1000
-    conv_batch: int = 128
+    conv_steps: int = 800
+    conv_batch: int = 64
     conv_channels: tuple[int, ...] = (32, 16)
     conv_lr: float = 2e-3
     diffusion: bool = True

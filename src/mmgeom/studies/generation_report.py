@@ -234,7 +234,8 @@ def write_report(out: Path, payload: Mapping[str, Any]) -> Path:
             f"References with real images: the classifier's accuracy on the real test images is "
             f"{ref['test_accuracy']:.3f}; real training images scored against the test images give "
             f"FID {ref['fid']:.2f}, precision {ref['precision']:.3f}, recall {ref['recall']:.3f} "
-            "(the floor a perfect generator would reach)"
+            "(the spread between two different real sets of this size: a reconstruction of the test images "
+            "themselves can score below it)"
             + (
                 f"; predicting the mean training image gives pixel MSE {ref['mean_image_pixel_mse']:.4f}."
                 if "mean_image_pixel_mse" in ref
