@@ -197,6 +197,22 @@ def test_eval_faiss_backend_gives_the_cut_off_metrics(store: FeatureStore, tmp_p
             assert metrics[f"retrieval/img->txt/{key}"] == pytest.approx(want[key]), key
 
 
+def test_eval_is_listed_with_its_options() -> None:
+    assert "eval" in runner.invoke(app, ["--help"]).output
+    text = runner.invoke(app, ["eval", "--help"]).output
+    for option in (
+        "--query",
+        "--gallery",
+        "--split",
+        "--relevance",
+        "--ks",
+        "--score",
+        "--backend",
+        "--json",
+    ):
+        assert option in text
+
+
 def test_eval_errors_exit_2_with_a_message(run_dir: Path, store: FeatureStore, tmp_path: Path) -> None:
     code, text = invoke(run_dir, "--query", "audio")
     assert code == 2 and "unknown modality 'audio'" in text and "kar (64-d), pix (64-d), mor (64-d)" in text

@@ -441,7 +441,7 @@ def features_command(
 # -------------------------------------------------------------------------------------------- eval
 
 
-class Relevance(str, enum.Enum):
+class RelevanceMode(str, enum.Enum):
     """``--relevance`` choices."""
 
     instance = "instance"
@@ -534,11 +534,11 @@ def eval_command(
         ),
     ] = None,
     relevance: Annotated[
-        Relevance,
+        RelevanceMode,
         typer.Option(
             "--relevance", help="instance: row i <-> row i; label: every row of the same class is a positive."
         ),
-    ] = Relevance.instance,
+    ] = RelevanceMode.instance,
     ks: Annotated[str, typer.Option("--ks", metavar="K,K,...", help="Cut-offs K.")] = "1,5,10",
     score: Annotated[Score, typer.Option("--score", help=_SCORE_HELP)] = Score.cosine,
     backend: Annotated[
