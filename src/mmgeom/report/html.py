@@ -148,6 +148,36 @@ def _img(name: str, png: bytes, inline: bool, files_dir: Path | None) -> str:
     return f'<img alt="{alt}" src="{html.escape(files_dir.name)}/{name}.png">'
 
 
+def _generation_section(log: RunLog, inline: bool, files_dir: Path | None) -> str:
+    """``mmgeom generate`` results of the run (``RUN/generation/results.json`` and its grids), if any."""
+    import json
+
+    results = log.run_dir / "generation" / "results.json"
+    if not results.is_file():
+        return ""
+    parts = ["<h2>Generation from other views (mmgeom generate)</h2>"]
+    for decoder, r in json.loads(results.read_text()).items():
+        rows = [
+            [
+                html.escape(name),
+                *(_fmt(m.get(k)) for k in ("fid", "precision", "recall", "accuracy", "pixel_mse")),
+            ]
+            for name, m in r["metrics"].items()
+        ]
+        parts.append(
+            f"<p>{html.escape(decoder)} decoder, {html.escape(r['image_view'])} images, {r['steps']} steps; "
+            f"{html.escape(r['note'])}.</p>"
+        )
+        parts.append(_table(["condition", "FID", "precision", "recall", "accuracy", "pixel MSE"], rows))
+        grid = results.parent / r["grid"]
+        if grid.is_file():
+            parts.append(_img(f"generation-{decoder}", grid.read_bytes(), inline, files_dir))
+            parts.append(
+                '<p class="muted">Rows: real test images, then ' + html.escape(", ".join(r["rows"])) + ".</p>"
+            )
+    return "\n".join(parts)
+
+
 def build_report(log: RunLog, inline: bool = True, files_dir: Path | None = None) -> str:
     """The HTML text of the report of ``log`` (``files_dir`` receives the PNGs when not ``inline``)."""
     plots = all_plots(log)
@@ -173,6 +203,7 @@ def build_report(log: RunLog, inline: bool = True, files_dir: Path | None = None
         parts += ["<h2>Classification</h2>", figure("classification"), _classification_table(log)]
     if "geometry" in plots:
         parts += ["<h2>Geometry diagnostics</h2>", figure("geometry"), _geometry_table(log)]
+    parts.append(_generation_section(log, inline, files_dir))
     parts += [
         "<h2>Interruptions, resumes and faults</h2>",
         _events_table(log),
