@@ -417,7 +417,7 @@ def save_condition_grid(task: Task, images: Mapping[str, Tensor], path: Path, se
     """One row per condition (the real images first), one column per chosen test example."""
     cols = grid_columns(task.test_labels, settings.grid_columns)
     rows = [task.test_images[cols]] + [im[cols] for im in images.values()]
-    save_grid(path, torch.cat(rows), nrow=len(cols))
+    save_grid(path, torch.cat(rows), nrow=len(cols), scale=3)
 
 
 # -------------------------------------------------------------------------------------------- run
