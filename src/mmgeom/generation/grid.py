@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..train.checkpoint import atomic_write_bytes
 from .fid import ArrayLike
 
 __all__ = ["encode_png", "image_grid", "save_grid", "save_png"]
@@ -150,21 +150,7 @@ def save_png(path: str | os.PathLike[str], array: np.ndarray) -> Path:
     Example:
         >>> save_png(tmp / "ramp.png", np.arange(256, dtype=np.uint8).reshape(16, 16))  # doctest: +SKIP
     """
-    data = encode_png(array)
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return target
+    return atomic_write_bytes(Path(path), encode_png(array))
 
 
 def save_grid(

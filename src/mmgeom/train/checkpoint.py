@@ -38,14 +38,14 @@ def atomic_save_tensors(
     return target
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write a text file all or nothing (temporary file in the same folder, then ``os.replace``)."""
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write a file all or nothing (temporary file in the same folder, fsync, then ``os.replace``)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
@@ -54,6 +54,11 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
             os.remove(tmp)
         raise
     return target
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write a UTF-8 text file all or nothing (see :func:`atomic_write_bytes`)."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def save_module(path: str | Path, module: nn.Module, metadata: Mapping[str, str] | None = None) -> Path:
