@@ -330,9 +330,13 @@ def decode(decoder: ImageDecoder, cond: Tensor, seed: int, settings: Settings) -
 
 
 def decoders(task: Task, seed: int, settings: Settings) -> list[str]:
-    """The decoder kinds trained for ``seed`` of ``task``: the diffusion decoder, about ten times the
-    cost of the conv decoder on a CPU, runs on the first ``diffusion_seeds`` seeds (and on Fashion-MNIST
-    only with ``fashion_diffusion``), which keeps the full study well under an hour on 2 cores."""
+    """The decoder kinds trained for ``seed`` of ``task``.
+
+    The diffusion decoder costs several times the conv decoder on a CPU (slower training, and
+    ``2 * sample_steps`` network passes per image), so it runs on the first ``diffusion_seeds`` seeds
+    only (and on Fashion-MNIST only with ``fashion_diffusion``): the full study stays well under an hour
+    on 2 cores.
+    """
     diffusion = settings.diffusion and seed < settings.diffusion_seeds
     if task.name == "fashion":
         diffusion = diffusion and settings.fashion_diffusion
