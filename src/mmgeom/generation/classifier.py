@@ -145,6 +145,13 @@ class FeatureClassifier(nn.Module):
         """
         return self._batched(images, "predict")
 
+    def predict_from_features(self, features: Tensor) -> Tensor:
+        """Predicted class ids ``(N,)`` from :meth:`features` output (skips the conv layers again)."""
+        if features.dim() != 2 or features.shape[1] != self.feature_dim:
+            raise ValueError(f"features: expected shape (N, {self.feature_dim}), got {tuple(features.shape)}")
+        with torch.no_grad():
+            return self.head(features.to(self._param().device, self._param().dtype)).argmax(dim=1)
+
     def accuracy(self, images: Tensor, labels: Tensor) -> float:
         """Fraction of ``images`` whose predicted class equals ``labels`` ``(N,)``.
 

@@ -62,7 +62,8 @@ class GenerationScorer:
         Raises:
             ValueError: ``labels``/``targets`` whose row count or shape does not match ``images``.
         """
-        feats = self.classifier.features(images).double()
+        raw = self.classifier.features(images)
+        feats = raw.double()
         mu, sigma = feature_statistics(feats)
         out = {"fid": frechet_distance(self.real_mu, self.real_sigma, mu, sigma)}
         pr = precision_recall(self.real_features, feats, k=self.k)
@@ -70,7 +71,7 @@ class GenerationScorer:
         if labels is not None:
             if labels.shape != (images.shape[0],):
                 raise ValueError(f"labels: expected shape ({images.shape[0]},), got {tuple(labels.shape)}")
-            pred = self.classifier.predict(images)
+            pred = self.classifier.predict_from_features(raw)
             out["accuracy"] = float((pred == labels.to(pred.device)).double().mean())
         if targets is not None:
             if targets.shape != images.shape:

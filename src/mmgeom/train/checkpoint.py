@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -12,22 +12,16 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 
-def atomic_save_tensors(
-    path: str | Path, tensors: Mapping[str, Tensor], metadata: Mapping[str, str] | None = None
-) -> Path:
-    """Write ``tensors`` to ``path`` in safetensors format, all or nothing.
-
-    The data goes to a temporary file next to ``path`` that is flushed to disk and then renamed over
-    ``path`` with :func:`os.replace` (atomic on POSIX and Windows). On any error the temporary file is
-    removed and ``path`` keeps its previous content.
-    """
+def _atomic_replace(path: str | Path, write: Callable[[str], object]) -> Path:
+    """Run ``write(tmp)`` on a temporary file next to ``path``, fsync it, then :func:`os.replace` it over
+    ``path`` (atomic on POSIX and Windows). On any error the temporary file is removed and ``path`` keeps
+    its previous content."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        plain = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
-        save_file(plain, tmp, metadata=dict(metadata) if metadata else None)
+        write(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
@@ -38,22 +32,18 @@ def atomic_save_tensors(
     return target
 
 
+def atomic_save_tensors(
+    path: str | Path, tensors: Mapping[str, Tensor], metadata: Mapping[str, str] | None = None
+) -> Path:
+    """Write ``tensors`` to ``path`` in safetensors format, all or nothing (:func:`_atomic_replace`)."""
+    plain = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    meta = dict(metadata) if metadata else None
+    return _atomic_replace(path, lambda tmp: save_file(plain, tmp, metadata=meta))
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write a file all or nothing (temporary file in the same folder, fsync, then ``os.replace``)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return target
+    """Write a file all or nothing (:func:`_atomic_replace`)."""
+    return _atomic_replace(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
