@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,22 @@ def mfeat_folder() -> Path:
         return mfeat_dir()
     except DataUnavailableError as err:
         pytest.skip(str(err))
+
+
+def _train_tiny_run(out: Path, views: tuple[str, ...], *overrides: str) -> Path:
+    """Train a tiny demo run (6 steps, hidden 16, batch 32, no diagnostics) on ``views`` into ``out``."""
+    from mmgeom.train import Trainer, demo_config
+
+    base = [f"data.views=[{', '.join(views)}]", "model.hidden=16", "train.batch_size=32"]
+    cfg = demo_config(6, [*base, "train.eval_before=false", "eval.diagnostics=false", *overrides])
+    Trainer(cfg, out, progress=False).fit()
+    return out
+
+
+@pytest.fixture(scope="session")
+def train_tiny_run() -> Callable[..., Path]:
+    """``train_tiny_run(out, views, *overrides) -> out``: a tiny trained demo run in ``out``."""
+    return _train_tiny_run
 
 
 @pytest.fixture(autouse=True)

@@ -18,10 +18,8 @@ from typer.testing import CliRunner
 from mmgeom.cli import app
 from mmgeom.data import FeatureStore
 from mmgeom.train import (
-    Trainer,
     build_data,
     build_encoder,
-    demo_config,
     load_config,
     load_run,
     load_tensors,
@@ -67,22 +65,9 @@ def invoke(*args: object) -> tuple[int, str]:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory, mfeat) -> Path:
+def run_dir(tmp_path_factory: pytest.TempPathFactory, mfeat, train_tiny_run) -> Path:
     """A tiny trained run (6 steps, three mfeat views, a checkpoint every 3 steps)."""
-    out = tmp_path_factory.mktemp("eval") / "run"
-    cfg = demo_config(
-        6,
-        [
-            f"data.views=[{', '.join(VIEWS)}]",
-            "model.hidden=16",
-            "train.batch_size=32",
-            "train.eval_before=false",
-            "eval.diagnostics=false",
-            "checkpoint.every=3",
-        ],
-    )
-    Trainer(cfg, out, progress=False).fit()
-    return out
+    return train_tiny_run(tmp_path_factory.mktemp("eval") / "run", VIEWS, "checkpoint.every=3")
 
 
 def independent_embeddings(run: Path, split: str = "test") -> tuple[dict[str, torch.Tensor], torch.Tensor]:

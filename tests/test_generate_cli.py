@@ -12,27 +12,15 @@ from typer.testing import CliRunner
 from mmgeom.cli import app
 from mmgeom.data import load_dataset
 from mmgeom.generation import ConvDecoder
-from mmgeom.train import Trainer, build_data, build_encoder, demo_config, load_config, load_tensors
+from mmgeom.train import build_data, build_encoder, load_config, load_tensors
 
 runner = CliRunner()
 VIEWS = ("kar", "pix", "mor")
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory, mfeat) -> Path:
-    out = tmp_path_factory.mktemp("generate") / "run"
-    cfg = demo_config(
-        6,
-        [
-            f"data.views=[{', '.join(VIEWS)}]",
-            "model.hidden=16",
-            "train.batch_size=32",
-            "train.eval_before=false",
-            "eval.diagnostics=false",
-        ],
-    )
-    Trainer(cfg, out, progress=False).fit()
-    return out
+def run_dir(tmp_path_factory: pytest.TempPathFactory, mfeat, train_tiny_run) -> Path:
+    return train_tiny_run(tmp_path_factory.mktemp("generate") / "run", VIEWS)
 
 
 def test_generate_writes_results_grid_and_weights_that_reproduce(run_dir: Path) -> None:
