@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -9,6 +10,22 @@ import pytest
 import torch
 
 from mmgeom.data import DataUnavailableError, MultiViewDataset, load_mfeat, mfeat_dir
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _native_kernel_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Build the native merge kernel into a session folder, not the user's ~/.cache."""
+    from mmgeom.retrieval import _native
+
+    previous = os.environ.get("MMGEOM_CACHE_DIR")
+    os.environ["MMGEOM_CACHE_DIR"] = str(tmp_path_factory.mktemp("mmgeom-cache"))
+    _native.reset()
+    yield
+    if previous is None:
+        os.environ.pop("MMGEOM_CACHE_DIR", None)
+    else:
+        os.environ["MMGEOM_CACHE_DIR"] = previous
+    _native.reset()
 
 
 @pytest.fixture(scope="session")

@@ -19,11 +19,18 @@ DEFAULT_MEMORY_MB = 256.0
 MAX_GALLERY_CHUNK = 8192
 MAX_QUERY_CHUNK = 1024
 MIN_QUERY_CHUNK = 64
+# The native merge reads each block once, right after the GEMM wrote it: 16 MB blocks (1024 x 4096)
+# are scanned about twice as fast per element as 32 MB ones, the torch merge's per-call costs favour
+# fewer, larger blocks (docs/retrieval.md, "Where the time goes").
+MAX_GALLERY_CHUNK_NATIVE = 4096
 
 
-def topk_chunks(n_q: int, n_g: int, d: int, itemsize: int, budget: int) -> tuple[int, int]:
+def topk_chunks(
+    n_q: int, n_g: int, d: int, itemsize: int, budget: int, native: bool = False
+) -> tuple[int, int]:
     """``(query_chunk, gallery_chunk)`` for the blocked top-k within ``budget`` bytes."""
-    cg = max(1, min(n_g, MAX_GALLERY_CHUNK, budget // (4 * d * itemsize)))
+    cap = MAX_GALLERY_CHUNK_NATIVE if native else MAX_GALLERY_CHUNK
+    cg = max(1, min(n_g, cap, budget // (4 * d * itemsize)))
     left = budget - 2 * cg * d * itemsize
     cq = max(1, min(n_q, MAX_QUERY_CHUNK, left // (cg * itemsize)))
     return cq, cg

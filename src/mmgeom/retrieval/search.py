@@ -10,6 +10,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .._validation import check_choice
+from . import _native
 from ._inputs import (
     BACKENDS,
     Embeddings,
@@ -155,12 +156,14 @@ def torch_candidates(
     """
     n_q, d = q.shape
     itemsize = q.element_size()
-    cq, cg = chunks if chunks is not None else topk_chunks(n_q, gallery.n, d, itemsize, budget)
-    cq, cg = min(cq, n_q), min(cg, gallery.n)
+    native = _native.available(q.dtype, q.device)
+    if chunks is None:
+        chunks = topk_chunks(n_q, gallery.n, d, itemsize, budget, native=native)
+    cq, cg = min(chunks[0], n_q), min(chunks[1], gallery.n)
     run_values = torch.full((n_q, c), float("-inf"), dtype=q.dtype, device=q.device)
     run_index = (SENTINEL + torch.arange(c, device=q.device)).expand(n_q, c).clone()
     buffer = torch.empty(cq * cg, dtype=q.dtype, device=q.device)
-    workspace = torch.empty(cq * (cg // 32 + 1), dtype=q.dtype, device=q.device)
+    workspace = None if native else torch.empty(cq * (cg // 32 + 1), dtype=q.dtype, device=q.device)
     q_ranges = chunk_ranges(n_q, cq)
     g_ranges = chunk_ranges(gallery.n, cg)
     norm_max = 0.0
@@ -172,6 +175,9 @@ def torch_candidates(
         for q0, q1 in q_ranges:
             block = buffer[: (q1 - q0) * w].view(q1 - q0, w)
             torch.mm(q[q0:q1], g.T, out=block)
+            if native:
+                _native.merge_into(block, g0, run_values[q0:q1], run_index[q0:q1])
+                continue
             v, i = merge_block(block, g0, run_values[q0:q1], run_index[q0:q1], c, workspace=workspace)
             run_values[q0:q1] = v
             run_index[q0:q1] = i
