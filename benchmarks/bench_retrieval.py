@@ -38,14 +38,14 @@ import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from mmgeom.retrieval import retrieval_metrics, topk
+from mmgeom.retrieval import _native, retrieval_metrics, topk
 
 ROOT = Path(__file__).resolve().parent.parent
 #: sgemm run right before and after each measured call (``--quick`` shrinks it).
@@ -181,6 +181,22 @@ def torchmetrics_metrics(q: torch.Tensor, g: torch.Tensor, target: torch.Tensor,
 # ----------------------------------------------------------------------------------------- study
 
 
+@contextlib.contextmanager
+def torch_merge() -> Iterator[None]:
+    """Run ``topk`` with the pure-torch merge (``MMGEOM_NATIVE=0``) inside the block."""
+    previous = os.environ.get("MMGEOM_NATIVE")
+    os.environ["MMGEOM_NATIVE"] = "0"
+    _native.reset()
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("MMGEOM_NATIVE")
+        else:
+            os.environ["MMGEOM_NATIVE"] = previous
+        _native.reset()
+
+
 def bench_gallery(
     args: argparse.Namespace, q: torch.Tensor, g: torch.Tensor, have_faiss: bool
 ) -> list[dict[str, Any]]:
@@ -221,7 +237,16 @@ def bench_gallery(
         faiss_direct(qs.numpy(), gs.numpy(), k)
     tm = measure(lambda: topk(q, g, k, metric="dot"), reps)
     reference = tm.result[1]
-    row("mmgeom topk (torch)", tm)
+    native = _native.available(q.dtype, q.device)
+    row("mmgeom topk (torch)", tm, note="native merge kernel" if native else "torch merge (no kernel)")
+    if native and n_g <= args.torch_merge_max_gallery:
+        # the same search with the pure-torch merge, for the kernel's share of the time
+        with torch_merge():
+            topk(qs, gs, k, metric="dot")
+            tm = measure(lambda: topk(q, g, k, metric="dot"), reps)
+        same = bool(torch.equal(tm.result[1], reference))
+        note = "MMGEOM_NATIVE=0; " + ("identical results" if same else "RESULTS DIFFER")
+        row("mmgeom topk (torch, torch merge)", tm, note=note)
     if have_faiss:
         # FAISS's exhaustive search runs at a fraction of the sgemm rate here: on the large gallery it
         # is timed on a subset of the queries (its cost is linear in N_q) to keep the run in minutes.
@@ -320,6 +345,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "python": platform.python_version(),
             "load_average_start": os.getloadavg(),
             "mmap_threshold_pinned": pinned,
+            "native_merge": _native.native_status(),
         },
         "setup": {"dim": d, "k": args.k, "queries": n_q, "dtype": "float32", "data": "unit-norm Gaussian"},
     }
@@ -379,9 +405,11 @@ def markdown(res: dict[str, Any]) -> str:
         "",
         f"Machine: {mach['cpu']}, {mach['cores']} cores, torch {mach['torch']} ({mach['torch_threads']} "
         f"threads), faiss {mach['faiss']}, torchmetrics {mach['torchmetrics']}. Load average "
-        f"{mach['load_average_start'][0]:.2f} at the start and {mach['load_average_end'][0]:.2f} at the end: "
-        "the 2 cores were shared with other jobs (a load of ~2 already fills them), so every rate below "
-        "moves with the share of the CPU this process got.",
+        f"{mach['load_average_start'][0]:.2f} at the start and {mach['load_average_end'][0]:.2f} at the end "
+        f"(a load of {mach['cores']} fills the cores; other jobs on the machine lower every rate below, "
+        "which is why each method also gets a local sgemm rate).",
+        "",
+        f"Native merge kernel: {mach.get('native_merge', 'not recorded')}.",
         "",
         f"Roofline: float32 sgemm {'x'.join(map(str, roof['shape']))}, best of 5, "
         f"{roof['sgemm_gflops_start']:.0f} GFLOP/s at the start and {roof['sgemm_gflops_end']:.0f} at the "
@@ -462,11 +490,13 @@ def main(argv: list[str] | None = None) -> int:
         global PROBE_SHAPE
         PROBE_SHAPE = (256, 512, 64)
         args.repeats, args.faiss_queries_large = 1, 100
+        args.torch_merge_max_gallery = 1000
         out = args.out or Path(tempfile.mkdtemp(prefix="bench_retrieval_"))
     else:
         args.queries, args.galleries, args.metrics_gallery = 10_000, [100_000, 1_000_000], 100_000
         args.torchmetrics_queries, args.naive_max_gb, args.sgemm = 200, 8.0, (4096, 16384, 512)
         args.repeats, args.faiss_queries_large = 2, 2000
+        args.torch_merge_max_gallery = 100_000
         out = args.out or ROOT / "benchmarks" / "results"
     res = run(args)
     out.mkdir(parents=True, exist_ok=True)
