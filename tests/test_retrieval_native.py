@@ -152,9 +152,11 @@ def test_topk_with_and_without_the_kernel_is_identical(native, monkeypatch, dtyp
 
 
 def test_disabled_by_environment(monkeypatch, reset_after):
+    from mmgeom.retrieval import native_status
+
     monkeypatch.setenv("MMGEOM_NATIVE", "0")
     _native.reset()
-    assert _native.native_status() == "disabled by MMGEOM_NATIVE"
+    assert native_status() == "disabled by MMGEOM_NATIVE"
     with pytest.raises(RuntimeError, match="disabled"):
         _native.merge_into(torch.zeros(1, 1), 0, *empty_run(1, 1, torch.float32))
 

@@ -6,9 +6,11 @@
   mean rank of the first positive, from the ranks of the positives, chunked over queries;
   :func:`topk_metrics` — the cut-off metrics from :func:`topk`'s lists (either backend);
 * relevance helpers — :func:`relevance_from_labels`, :func:`as_relevance`;
-* :func:`approximate_topk` — FAISS IVF/HNSW search that reports its recall@k against exact search.
+* :func:`approximate_topk` — FAISS IVF/HNSW search that reports its recall@k against exact search;
+* :func:`native_status` — whether :func:`topk` merges score blocks with its compiled C kernel, or why not.
 """
 
+from ._native import native_status
 from .faiss_backend import ApproximateResult, approximate_topk, import_faiss
 from .metrics import metrics_from_ranks, retrieval_metrics, topk_metrics
 from .relevance import (
@@ -33,6 +35,7 @@ __all__ = [
     "as_relevance",
     "import_faiss",
     "metrics_from_ranks",
+    "native_status",
     "relevance_from_labels",
     "retrieval_metrics",
     "topk",
