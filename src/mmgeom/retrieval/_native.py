@@ -105,8 +105,8 @@ def _library() -> ctypes.CDLL | None:
         return None
     parts = [SOURCE.read_bytes(), cc.encode(), platform.machine().encode(), _cpu_flags().encode()]
     key = hashlib.sha256(b"\0".join([*parts, bytes([ABI])])).hexdigest()[:20]
-    target = cache_dir() / f"merge-{key}.so"
     try:
+        target = cache_dir() / f"merge-{key}.so"  # Path.home() can fail without a home directory
         if not target.exists():
             _build(cc, target)
         lib = ctypes.CDLL(str(target))
