@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
+from unittest import mock
 
 import numpy as np
 import torch
@@ -184,17 +185,10 @@ def torchmetrics_metrics(q: torch.Tensor, g: torch.Tensor, target: torch.Tensor,
 @contextlib.contextmanager
 def torch_merge() -> Iterator[None]:
     """Run ``topk`` with the pure-torch merge (``MMGEOM_NATIVE=0``) inside the block."""
-    previous = os.environ.get("MMGEOM_NATIVE")
-    os.environ["MMGEOM_NATIVE"] = "0"
-    _native.reset()
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("MMGEOM_NATIVE")
-        else:
-            os.environ["MMGEOM_NATIVE"] = previous
+    with mock.patch.dict(os.environ, {"MMGEOM_NATIVE": "0"}):
         _native.reset()
+        yield
+    _native.reset()
 
 
 def bench_gallery(

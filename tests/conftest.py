@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,14 +16,10 @@ def _native_kernel_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
     """Build the native merge kernel into a session folder, not the user's ~/.cache."""
     from mmgeom.retrieval import _native
 
-    previous = os.environ.get("MMGEOM_CACHE_DIR")
-    os.environ["MMGEOM_CACHE_DIR"] = str(tmp_path_factory.mktemp("mmgeom-cache"))
-    _native.reset()
-    yield
-    if previous is None:
-        os.environ.pop("MMGEOM_CACHE_DIR", None)
-    else:
-        os.environ["MMGEOM_CACHE_DIR"] = previous
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MMGEOM_CACHE_DIR", str(tmp_path_factory.mktemp("mmgeom-cache")))
+        _native.reset()
+        yield
     _native.reset()
 
 

@@ -6,7 +6,7 @@ at 10^5 gallery items cost as much as a fifth of the matrix multiplies. ``_merge
 over the block, keeping each row's top-c as a heap, with the same order and tie rule as
 :mod:`mmgeom.retrieval._select` (the tests check both paths give identical results).
 
-The kernel is compiled once per machine with the system C compiler (``$CC``, else ``cc``/``gcc``) into
+The kernel is compiled once per machine with the system C compiler (``$CC``, else cc/gcc/clang) into
 ``$MMGEOM_CACHE_DIR`` (default ``~/.cache/mmgeom``)``/native/``, keyed by the source, the compiler and
 the CPU's feature flags, and loaded with ctypes. Without a compiler, on other devices or dtypes, or with
 ``MMGEOM_NATIVE=0``, the torch merge runs instead: same results, slower. :func:`native_status` says which.
@@ -44,8 +44,7 @@ MIN_PARALLEL_ELEMENTS = 1 << 18
 #: Rows per thread never drop below this.
 MIN_ROWS_PER_THREAD = 16
 
-_status = "not loaded yet"
-_pool: tuple[int, ThreadPoolExecutor] | None = None
+_pool: tuple[tuple[int, int], ThreadPoolExecutor] | None = None
 _pool_lock = threading.Lock()
 
 
@@ -94,15 +93,13 @@ def _build(cc: str, target: Path) -> None:
 
 
 @functools.lru_cache(maxsize=1)
-def _library() -> ctypes.CDLL | None:
-    global _status
+def _load() -> tuple[ctypes.CDLL | None, str]:
+    """The kernel (built if needed) and a line saying what was loaded, or why nothing was."""
     if os.environ.get("MMGEOM_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
-        _status = "disabled by MMGEOM_NATIVE"
-        return None
+        return None, "disabled by MMGEOM_NATIVE"
     cc = _compiler()
     if cc is None:
-        _status = "unavailable: no C compiler found ($CC, cc, gcc or clang)"
-        return None
+        return None, "unavailable: no C compiler found ($CC, cc, gcc or clang)"
     parts = [SOURCE.read_bytes(), cc.encode(), platform.machine().encode(), _cpu_flags().encode()]
     key = hashlib.sha256(b"\0".join([*parts, bytes([ABI])])).hexdigest()[:20]
     try:
@@ -113,36 +110,38 @@ def _library() -> ctypes.CDLL | None:
         if lib.mmgeom_merge_abi() != ABI:
             raise RuntimeError(f"{target} has ABI {lib.mmgeom_merge_abi()}, expected {ABI}")
     except Exception as err:  # any build or load failure falls back to the torch merge
-        _status = f"unavailable: {type(err).__name__}: {err}"
-        _log.info("mmgeom native merge %s", _status)
-        return None
+        status = f"unavailable: {type(err).__name__}: {err}"
+        _log.info("mmgeom native merge %s", status)
+        return None, status
     args: list[Any] = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64]
     for fn in (lib.mmgeom_merge_f32, lib.mmgeom_merge_f64):
         fn.restype = None
         fn.argtypes = [*args, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
-    _status = f"loaded {target}"
-    return lib
+    return lib, f"loaded {target}"
+
+
+def _library() -> ctypes.CDLL | None:
+    return _load()[0]
 
 
 def native_status() -> str:
     """How :func:`mmgeom.retrieval.topk` merges blocks on CPU: the kernel it loaded, or why not."""
-    _library()
-    return _status
+    return _load()[1]
 
 
 def reset() -> None:
     """Forget the loaded kernel (tests change ``MMGEOM_NATIVE`` / ``$CC`` and load again)."""
-    global _status
-    _library.cache_clear()
-    _status = "not loaded yet"
+    _load.cache_clear()
 
 
 def _executor(workers: int) -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
-        # a pool inherited through fork() has no threads behind it: make a new one in the child
-        key = os.getpid() * 4096 + workers
+        # a pool inherited through fork() has no threads behind it: the child makes its own
+        key = (os.getpid(), workers)
         if _pool is None or _pool[0] != key:
+            if _pool is not None and _pool[0][0] == key[0]:
+                _pool[1].shutdown(wait=False)
             _pool = (key, ThreadPoolExecutor(workers, thread_name_prefix="mmgeom-merge"))
         return _pool[1]
 
@@ -161,7 +160,7 @@ def merge_into(block: Tensor, offset: int, run_values: Tensor, run_index: Tensor
     """
     lib = _library()
     if lib is None:
-        raise RuntimeError(f"the native merge is {_status}")
+        raise RuntimeError(f"the native merge is {native_status()}")
     rows, width = block.shape
     if not (
         block.dtype == run_values.dtype

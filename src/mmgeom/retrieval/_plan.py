@@ -18,7 +18,6 @@ DEFAULT_MEMORY_MB = 256.0
 # for these block shapes, and a score block of this size is still cheap to scan.
 MAX_GALLERY_CHUNK = 8192
 MAX_QUERY_CHUNK = 1024
-MIN_QUERY_CHUNK = 64
 # The native merge reads each block once, right after the GEMM wrote it; in ad-hoc trials 16 MB blocks
 # (1024 x 4096) were scanned faster per element than 32 MB ones, while the torch merge's per-call costs
 # favour fewer, larger blocks (docs/retrieval.md, "How the merge works").
