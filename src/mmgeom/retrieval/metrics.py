@@ -155,7 +155,9 @@ def retrieval_metrics(
     sums: dict[str, float] = {}
     first_ranks = []
     with torch.inference_mode():
-        for _, _, ranks, counts in iter_positive_ranks(q, g_src, rel, scoring, chunks, budget, progress):
+        for _, _, ranks, counts in iter_positive_ranks(
+            q_src, q, g_src, rel, scoring, chunks, budget, progress
+        ):
             per_query = metrics_from_ranks(ranks, counts, ks)
             first_ranks.append(per_query["first_rank"])
             for name, values in per_query.items():
@@ -188,8 +190,8 @@ def topk_metrics(
     query's positives off its result list; the definitions are those of :func:`retrieval_metrics`, with
     the ranks of :func:`topk`'s order (float64 rescored scores). Metrics of the whole ranking (``mrr``,
     ``map``, ``median_rank``, ``mean_rank``) need every positive's rank and are not returned: use
-    :func:`retrieval_metrics` for them. On data without float32 near-ties both functions agree on every
-    cut-off metric.
+    :func:`retrieval_metrics` for them. Both functions order by the same exact key, so they agree on
+    every cut-off metric.
 
     Args:
         query, gallery, relevance, ks, metric, gallery_magnitudes, chunk_size, max_memory_mb, progress:
