@@ -11,7 +11,8 @@
 """
 
 from ._native import native_status
-from .faiss_backend import ApproximateResult, approximate_topk, import_faiss
+from .approximate import ApproximateResult, approximate_topk
+from .faiss_backend import import_faiss
 from .metrics import metrics_from_ranks, retrieval_metrics, topk_metrics
 from .relevance import (
     IndexRelevance,
