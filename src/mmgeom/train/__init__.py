@@ -7,7 +7,7 @@ Example:
     >>> result.final_eval["retrieval/mean/hit@1"]
 """
 
-# Evaluation lives one floor down; these names stay importable from here (public since 0.x docs).
+# Evaluation lives one floor down (mmgeom.evaluation); the docs name these under mmgeom.train too.
 from ..evaluation import (
     cross_view_retrieval,
     embed_views,
