@@ -144,7 +144,7 @@ def test_existing_target_needs_overwrite_and_replacing_is_complete(tmp_path: Pat
 
 
 def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import mmgeom.data.features as features
+    import mmgeom.data.store_writer as features
 
     def boom(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")

@@ -39,8 +39,8 @@ def test_features_unknown_source(tmp_path: Path) -> None:
     reason="needs Fashion-MNIST and the text backbone",
 )
 def test_features_fashion_text(tmp_path: Path) -> None:
+    from mmgeom.data.prompts import prompt_table
     from mmgeom.models import MiniLMTextEncoder
-    from mmgeom.studies.prompts import prompt_table
 
     result = runner.invoke(app, ["features", "fashion-text", str(tmp_path / "f")])
     assert result.exit_code == 0, result.output

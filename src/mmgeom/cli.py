@@ -181,7 +181,7 @@ def _magnitude_scored(trainer: Trainer, result: TrainResult, cfg: ExperimentConf
     raw embedding; queries stay normalised. The untrained (step 0) evaluation is dropped: it was scored
     by cosine.
     """
-    from .train import cross_view_retrieval, embed_views
+    from .evaluation import cross_view_retrieval, embed_views
 
     data = trainer.data.part(cfg.eval.split)
     encoder = getattr(trainer.encoder, "module", trainer.encoder)
@@ -426,7 +426,7 @@ def features_command(
     all-MiniLM-L6-v2 features of the Fashion-MNIST class phrasings (OUT_DIR/text) and the Fashion-MNIST
     images as pixels (OUT_DIR/images).
     """
-    from .data.features import write_feature_source
+    from .data.feature_sources import write_feature_source
 
     start = time.perf_counter()
     stores = _guard(lambda: write_feature_source(source, out, overwrite=overwrite))
@@ -572,8 +572,9 @@ def eval_command(
     """
     import json
 
+    from .evaluation import eval_pairs, evaluate_source
     from .train.checkpoint import atomic_write_text
-    from .train.offline_eval import eval_pairs, evaluate_source, open_eval_source
+    from .train.offline_eval import open_eval_source
 
     cut_offs = _guard(lambda: _parse_ks(ks))
     src = _guard(lambda: open_eval_source(source, split, checkpoint=checkpoint))

@@ -26,6 +26,8 @@ from torch import Tensor
 
 from .. import geometry
 from ..data import MultiViewDataset
+from ..evaluation.embed import embed as evaluation_embed
+from ..evaluation.probe import fit_linear_probe
 from ..models.fusion import FusionClassifier
 
 
@@ -40,21 +42,13 @@ def check_views(model: FusionClassifier, data: MultiViewDataset, what: str = "da
         raise ValueError(f"{what}: expected at least 2 rows, got {len(data)}")
 
 
-@torch.no_grad()
 def embed(model: FusionClassifier, data: MultiViewDataset, batch_size: int = 2048) -> dict[str, Tensor]:
-    """Pre-fusion embeddings ``modality -> (N, D)`` of every row, in eval mode (mode restored after)."""
+    """Pre-fusion embeddings ``modality -> (N, D)`` of every row, in eval mode (mode restored after).
+
+    The rows go through :meth:`FusionClassifier.encode` by :func:`mmgeom.evaluation.embed`.
+    """
     check_views(model, data)
-    was = model.training
-    model.eval()
-    try:
-        parts: dict[str, list[Tensor]] = {m: [] for m in model.modalities}
-        for start in range(0, len(data), batch_size):
-            idx = torch.arange(start, min(start + batch_size, len(data)))
-            for m, h in model.encode(data.batch(idx)).items():
-                parts[m].append(h.float())
-        return {m: torch.cat(v) for m, v in parts.items()}
-    finally:
-        model.train(was)
+    return evaluation_embed(model, data, encode=model.encode, keys=model.modalities, batch_size=batch_size)
 
 
 def _accuracy(logits: Tensor, labels: Tensor) -> float:
@@ -113,11 +107,9 @@ def probe_metrics(
 ) -> dict[str, float]:
     """``probe/m``: test accuracy of a linear probe fitted on modality ``m``'s frozen training embeddings.
 
-    The probe is :func:`mmgeom.studies.common.fit_linear_probe` (multinomial logistic regression on
+    The probe is :func:`mmgeom.evaluation.fit_linear_probe` (multinomial logistic regression on
     standardised features, L2 weight ``1e-3``, at most ``max_iter`` L-BFGS iterations).
     """
-    from ..studies.common import fit_linear_probe
-
     out = {}
     for m, x in train_features.items():
         probe = fit_linear_probe(x, train_labels, num_classes=num_classes, l2=1e-3, max_iter=max_iter)

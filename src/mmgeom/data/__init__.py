@@ -57,13 +57,9 @@ __all__ = [
 ]
 
 # On-disk feature stores (frozen backbone features written once, read memory-mapped).
-from .features import (
-    FEATURE_SOURCES,
-    FeatureStore,
-    FeatureStoreError,
-    list_feature_sources,
-    write_feature_source,
-)
+from .feature_sources import FEATURE_SOURCES, list_feature_sources, write_feature_source
+from .features import FeatureStore
+from .store_format import FeatureStoreError
 
 __all__ += [
     "FEATURE_SOURCES",

@@ -19,8 +19,8 @@ import torch
 from torch import Tensor
 
 from ..data import load_dataset
+from ..evaluation import embed_views
 from ..train.checkpoint import atomic_write_text, save_module
-from ..train.evaluate import embed_views
 from ..train.runload import load_run
 from ..train.seeding import seed_everything
 from .base import ImageDecoder

@@ -49,7 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data import DataUnavailableError
-from ..data.features import write_fashion_image_store, write_feature_source
+from ..data.feature_sources import write_fashion_image_store, write_feature_source
 from ..losses import create_loss
 from ..models import MagnitudeHead, MLPHead
 from ..retrieval import retrieval_metrics

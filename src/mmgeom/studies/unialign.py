@@ -36,10 +36,10 @@ from torch import Tensor, nn
 from .. import functional as F
 from .._validation import validation
 from ..data import SplitDataset, load_dataset, split_and_standardize
+from ..evaluation import cross_view_retrieval, embed_views
 from ..geometry import conflict_metrics, effective_rank, holder_divergence, modality_gap
 from ..losses import LossOutput, UniAlignLoss, create_loss
 from ..models import MultiViewEncoder
-from ..train import cross_view_retrieval, embed_views
 from .common import (
     PlotPanel,
     aggregate,

@@ -7,6 +7,14 @@ Example:
     >>> result.final_eval["retrieval/mean/hit@1"]
 """
 
+# Evaluation lives one floor down (mmgeom.evaluation); the docs name these under mmgeom.train too.
+from ..evaluation import (
+    cross_view_retrieval,
+    embed_views,
+    evaluate_split,
+    geometry_diagnostics,
+    nearest_centroid_accuracy,
+)
 from .checkpoint import atomic_save_tensors, atomic_write_text, load_tensors, save_module
 from .checkpoint_store import Checkpoint, CheckpointStore, CheckpointWarning
 from .config import (
@@ -32,13 +40,6 @@ from .demo import (
     run_demo,
 )
 from .errors import CheckpointError, ConfigError, NonFiniteLossError, TrainingInterrupted
-from .evaluate import (
-    cross_view_retrieval,
-    embed_views,
-    evaluate_split,
-    geometry_diagnostics,
-    nearest_centroid_accuracy,
-)
 from .faults import Fault, StopSignals
 from .logging import JsonlWriter, read_jsonl
 from .module_state import register_checkpoint_attributes

@@ -30,13 +30,13 @@ from ..distributed import (
     distributed_info,
     shard_rows,
 )
+from ..evaluation import evaluate_split
 from ..losses import LossOutput, create_loss
 from ..models import MultiViewEncoder
 from ..version import __version__
 from .checkpoint_store import Checkpoint
 from .config import DataConfig, ExperimentConfig, LossConfig, ModelConfig
 from .errors import ConfigError, NonFiniteLossError
-from .evaluate import evaluate_split
 from .faults import Fault, check_loss_finite, embedding_fault, first_non_finite, loss_fault
 from .module_state import load_module_extra_state, module_extra_state, split_state_dict
 from .rng import capture_rng_state, restore_rng_state
