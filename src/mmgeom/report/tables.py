@@ -87,7 +87,7 @@ def diagnostic_summary(metrics: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def fmt(x: float | None) -> str:
+def _fmt(x: float | None) -> str:
     """Three decimals, or ``-`` for a missing value."""
     return "-" if x is None else f"{x:.3f}"
 
@@ -113,7 +113,7 @@ def pairs_table(result: TrainResult, cfg: ExperimentConfig) -> Table:
 
     def cell(row_before: dict[str, float], row_after: dict[str, float], m: str) -> str:
         a = row_after.get(m)
-        return f"{fmt(row_before.get(m))} → {fmt(a)}" if before else fmt(a)
+        return f"{_fmt(row_before.get(m))} → {_fmt(a)}" if before else _fmt(a)
 
     for r in rows:
         table.add_row(r.pair, *(cell(r.before, r.after, m) for m in PAIR_METRICS))
@@ -140,7 +140,7 @@ def diagnostics_table(result: TrainResult) -> Table | None:
     table.add_column("mean over: meaning")
     for label, (_, meaning) in DIAGNOSTIC_SUMMARY.items():
         if label in after:
-            values = ([fmt(before.get(label))] if before else []) + [fmt(after[label])]
+            values = ([_fmt(before.get(label))] if before else []) + [_fmt(after[label])]
             table.add_row(label, *values, meaning)
     return table
 
@@ -179,7 +179,7 @@ def eval_table(
 
     def cell(key: str) -> str:
         value = metrics.get(key)
-        return f"{value:.1f}" if key.endswith("rank") and value is not None else fmt(value)
+        return f"{value:.1f}" if key.endswith("rank") and value is not None else _fmt(value)
 
     for q, g in directions:
         table.add_row(f"{q} -> {g}", *(cell(f"retrieval/{q}->{g}/{c}") for c in columns))
