@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mmgeom.train import Trainer, load_tensors, read_jsonl
-from mmgeom.train.launch import load_cli_config
+from mmgeom.train.presets import load_preset_or_file
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
@@ -44,7 +44,7 @@ def test_torchrun_trains_the_demo_on_two_cpu_processes(tmp_path, mfeat_folder):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        single = Trainer(load_cli_config("demo", ["train.steps=20"]), tmp_path / "single", progress=False)
+        single = Trainer(load_preset_or_file("demo", ["train.steps=20"]), tmp_path / "single", progress=False)
         single.fit()
     finally:
         torch.set_num_threads(threads)

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from typer.testing import CliRunner
 
-from mmgeom.cli import _magnitude_scored, app
+from mmgeom.cli import app
+from mmgeom.cli.train import magnitude_scored as _magnitude_scored
 from mmgeom.studies.l2dir import score_retrieval
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mmgeom.train import ConfigError, ExperimentConfig, apply_overrides, config_from_dict, load_config
-from mmgeom.train.demo import packaged_config_path
+from mmgeom.train.presets import packaged_config_path
 
 
 def write(tmp_path, text, name="cfg.yaml"):

@@ -31,18 +31,11 @@ from .config import (
     load_config,
 )
 from .config_runtime import CheckpointConfig, DistributedConfig, FaultsConfig, LoggingConfig
-from .demo import (
-    demo_config,
-    diagnostic_summary,
-    list_packaged_configs,
-    packaged_config_path,
-    pair_rows,
-    run_demo,
-)
 from .errors import CheckpointError, ConfigError, NonFiniteLossError, TrainingInterrupted
 from .faults import Fault, StopSignals
 from .logging import JsonlWriter, read_jsonl
 from .module_state import register_checkpoint_attributes
+from .presets import demo_config, list_packaged_configs, packaged_config_path, run_demo
 from .resume import check_resume_config, find_resumable_run, trim_metrics
 from .rng import capture_rng_state, restore_rng_state
 from .rundir import resolve_run_dir
@@ -90,7 +83,6 @@ __all__ = [
     "config_from_dict",
     "cross_view_retrieval",
     "demo_config",
-    "diagnostic_summary",
     "embed_views",
     "evaluate_split",
     "find_resumable_run",
@@ -101,7 +93,6 @@ __all__ = [
     "load_tensors",
     "nearest_centroid_accuracy",
     "packaged_config_path",
-    "pair_rows",
     "read_jsonl",
     "register_checkpoint_attributes",
     "resolve_run_dir",
