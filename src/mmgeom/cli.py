@@ -27,6 +27,7 @@ from typer.core import TyperCommand
 
 from .data import DataUnavailableError
 from .distributed import shutdown_distributed
+from .errors import TrainingInterrupted
 from .losses import get_loss_class, list_losses
 from .train import (
     CheckpointError,
@@ -40,7 +41,6 @@ from .train import (
     pair_rows,
 )
 from .train.demo import DIAGNOSTIC_SUMMARY, PAIR_METRICS
-from .train.errors import TrainingInterrupted
 from .train.launch import RESUME_LATEST, join_distributed, load_cli_config, resolve_resume_dir
 from .version import __version__
 
@@ -572,7 +572,7 @@ def eval_command(
     """
     import json
 
-    from .train.checkpoint import atomic_write_text
+    from ._io import atomic_write_text
     from .train.offline_eval import eval_pairs, evaluate_source, open_eval_source
 
     cut_offs = _guard(lambda: _parse_ks(ks))

@@ -7,7 +7,10 @@ Example:
     >>> result.final_eval["retrieval/mean/hit@1"]
 """
 
-from .checkpoint import atomic_save_tensors, atomic_write_text, load_tensors, save_module
+from .._io import atomic_save_tensors, atomic_write_text
+from ..errors import CheckpointError, ConfigError, NonFiniteLossError, TrainingInterrupted
+from ..seeding import capture_rng_state, restore_rng_state, seed_everything
+from .checkpoint import load_tensors, save_module
 from .checkpoint_store import Checkpoint, CheckpointStore, CheckpointWarning
 from .config import (
     DataConfig,
@@ -31,7 +34,6 @@ from .demo import (
     pair_rows,
     run_demo,
 )
-from .errors import CheckpointError, ConfigError, NonFiniteLossError, TrainingInterrupted
 from .evaluate import (
     cross_view_retrieval,
     embed_views,
@@ -43,11 +45,9 @@ from .faults import Fault, StopSignals
 from .logging import JsonlWriter, read_jsonl
 from .module_state import register_checkpoint_attributes
 from .resume import check_resume_config, find_resumable_run, trim_metrics
-from .rng import capture_rng_state, restore_rng_state
 from .rundir import resolve_run_dir
 from .runload import LoadedRun, load_run
 from .schedule import build_scheduler, warmup_cosine_lr
-from .seeding import seed_everything
 from .trainer import Trainer, TrainResult, build_data, build_encoder, build_loss, build_optimizer, train
 
 __all__ = [

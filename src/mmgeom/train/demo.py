@@ -14,8 +14,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from .config import ExperimentConfig, apply_overrides, config_from_dict
-from .errors import ConfigError
 from .trainer import Trainer, TrainResult
 from .yaml_io import parse_yaml
 

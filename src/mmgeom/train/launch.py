@@ -6,11 +6,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..distributed import DistributedInfo, init_distributed, launched_by_torchrun
+from ..errors import CheckpointError, ConfigError
 from .checkpoint_store import CHECKPOINTS_DIR, CheckpointStore
 from .config import ExperimentConfig
 from .config_load import load_config
 from .demo import list_packaged_configs, packaged_config_path
-from .errors import CheckpointError, ConfigError
 from .resume import find_resumable_run
 from .yaml_io import parse_value, read_yaml
 

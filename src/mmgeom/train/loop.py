@@ -13,15 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
+from .._io import atomic_write_text
 from ..distributed import all_gather_object, any_rank, barrier, broadcast_object
+from ..errors import ConfigError, NonFiniteLossError, TrainingInterrupted
+from ..seeding import capture_rng_state
 from ..version import __version__
-from .checkpoint import atomic_write_text, save_module
+from .checkpoint import save_module
 from .checkpoint_store import CHECKPOINTS_DIR, Checkpoint, CheckpointStore
-from .errors import ConfigError, NonFiniteLossError, TrainingInterrupted
 from .faults import StopSignals
 from .logging import JsonlWriter, read_jsonl
 from .resume import check_resume_config, trim_metrics
-from .rng import capture_rng_state
 from .rundir import resolve_run_dir
 
 if TYPE_CHECKING:

@@ -30,18 +30,17 @@ from ..distributed import (
     distributed_info,
     shard_rows,
 )
+from ..errors import ConfigError, NonFiniteLossError
 from ..losses import LossOutput, create_loss
 from ..models import MultiViewEncoder
+from ..seeding import capture_rng_state, restore_rng_state, seed_everything
 from ..version import __version__
 from .checkpoint_store import Checkpoint
 from .config import DataConfig, ExperimentConfig, LossConfig, ModelConfig
-from .errors import ConfigError, NonFiniteLossError
 from .evaluate import evaluate_split
 from .faults import Fault, check_loss_finite, embedding_fault, first_non_finite, loss_fault
 from .module_state import load_module_extra_state, module_extra_state, split_state_dict
-from .rng import capture_rng_state, restore_rng_state
 from .schedule import build_scheduler
-from .seeding import seed_everything
 
 __all__ = [
     "CONFIG_FILE",
