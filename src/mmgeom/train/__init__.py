@@ -10,6 +10,7 @@ Example:
 from .._io import atomic_save_tensors, atomic_write_text
 from ..errors import CheckpointError, ConfigError, NonFiniteLossError, TrainingInterrupted
 from ..seeding import capture_rng_state, restore_rng_state, seed_everything
+from .builders import build_data, build_encoder, build_loss, build_optimizer
 from .checkpoint import load_tensors, save_module
 from .checkpoint_store import Checkpoint, CheckpointStore, CheckpointWarning
 from .config import (
@@ -21,10 +22,8 @@ from .config import (
     OptimConfig,
     RunConfig,
     TrainConfig,
-    apply_overrides,
-    config_from_dict,
-    load_config,
 )
+from .config_load import apply_overrides, config_from_dict, load_config
 from .config_runtime import CheckpointConfig, DistributedConfig, FaultsConfig, LoggingConfig
 from .demo import (
     demo_config,
@@ -43,12 +42,12 @@ from .evaluate import (
 )
 from .faults import Fault, StopSignals
 from .logging import JsonlWriter, read_jsonl
-from .module_state import register_checkpoint_attributes
+from .result import TrainResult
 from .resume import check_resume_config, find_resumable_run, trim_metrics
 from .rundir import resolve_run_dir
 from .runload import LoadedRun, load_run
 from .schedule import build_scheduler, warmup_cosine_lr
-from .trainer import Trainer, TrainResult, build_data, build_encoder, build_loss, build_optimizer, train
+from .trainer import Trainer, train
 
 __all__ = [
     "Checkpoint",
@@ -102,7 +101,6 @@ __all__ = [
     "packaged_config_path",
     "pair_rows",
     "read_jsonl",
-    "register_checkpoint_attributes",
     "resolve_run_dir",
     "restore_rng_state",
     "run_demo",

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .config import ExperimentConfig, apply_overrides, config_from_dict
+from .config import ExperimentConfig
+from .config_load import apply_overrides, config_from_dict
 from .trainer import Trainer, TrainResult
 from .yaml_io import parse_yaml
 
