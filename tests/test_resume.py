@@ -71,7 +71,7 @@ def _assert_same_state(a, b):
 
 def _as_legacy_checkpoint(run_dir, step):
     """Rewrite checkpoint ``step`` the way checkpoints were written before losses carried their own extra
-    state: the loss's ``_extra_state`` entries as ``loss_attributes`` (``{submodule: {"_recorded": ...}}``)."""
+    state: the loss's ``_extra_state`` as ``loss_attributes`` (``{submodule: {"_recorded": ...}}``)."""
     store = CheckpointStore(run_dir / "checkpoints")
     ckpt = store.load(run_dir / "checkpoints" / f"step-{step:08d}")
     state = dict(ckpt.state)
