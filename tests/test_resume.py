@@ -22,6 +22,7 @@ import yaml
 
 from mmgeom.train import (
     CheckpointError,
+    CheckpointStore,
     CheckpointWarning,
     ConfigError,
     Trainer,
@@ -52,6 +53,35 @@ def _assert_identical(a, b):
     assert not different, f"weights differ: {different}"
 
 
+def _assert_same_state(a, b):
+    """Equal ``state_dict`` values: tensors bit for bit, extra state (dicts, lists of tensors) likewise."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and torch.equal(a, b)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            _assert_same_state(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            _assert_same_state(x, y)
+    else:
+        assert a == b
+
+
+def _as_legacy_checkpoint(run_dir, step):
+    """Rewrite checkpoint ``step`` the way checkpoints were written before losses carried their own extra
+    state: the loss's ``_extra_state`` as ``loss_attributes`` (``{submodule: {"_recorded": ...}}``)."""
+    store = CheckpointStore(run_dir / "checkpoints")
+    ckpt = store.load(run_dir / "checkpoints" / f"step-{step:08d}")
+    state = dict(ckpt.state)
+    objects = dict(state["loss_objects"])
+    extra = objects.pop("_extra_state")
+    assert set(extra) == {"recorded"} and len(extra["recorded"]) == 3 * step  # one per call and view pair
+    state["loss_objects"], state["loss_attributes"] = objects, {"": {"_recorded": extra["recorded"]}}
+    store.save(step, ckpt.model, ckpt.loss, state, ckpt.kind)
+
+
 def _logged(path, kinds=("train", "eval")):
     """The train/eval events without the wall-clock throughput."""
     return [
@@ -73,15 +103,17 @@ def _interrupt_at(trainer, step, sig=signal.SIGINT):
 
 
 @pytest.mark.parametrize(
-    ("loss", "interrupt"),
+    ("loss", "interrupt", "legacy"),
     [
         # a learnable temperature (optimizer state of the loss) and dropout (RNG state)
-        ({"name": "infonce", "kwargs": {"learnable_temperature": True}}, 13),
-        # DAGR calibrating delta="auto" over 10 calls: interrupted mid-calibration (plain-attribute state)
-        ({"name": "dagr", "kwargs": {"delta": "auto", "calibration_steps": 10, "lambda_d": 0.5}}, 6),
+        ({"name": "infonce", "kwargs": {"learnable_temperature": True}}, 13, False),
+        # DAGR calibrating delta="auto" over 10 calls: interrupted mid-calibration (its extra state)
+        ({"name": "dagr", "kwargs": {"delta": "auto", "calibration_steps": 10, "lambda_d": 0.5}}, 6, False),
+        # the same from a checkpoint in the layout written before losses carried their extra state
+        ({"name": "dagr", "kwargs": {"delta": "auto", "calibration_steps": 10, "lambda_d": 0.5}}, 6, True),
     ],
 )
-def test_signal_then_resume_is_bit_identical(tmp_path, loss, interrupt):
+def test_signal_then_resume_is_bit_identical(tmp_path, loss, interrupt, legacy):
     cfg = tiny_config(
         loss=loss,
         model={"dropout": 0.2},
@@ -100,14 +132,15 @@ def test_signal_then_resume_is_bit_identical(tmp_path, loss, interrupt):
     assert err.value.step == interrupt and err.value.signal_name == "SIGINT"
     assert err.value.checkpoint == tmp_path / "run" / "checkpoints" / f"step-{interrupt:08d}"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    if legacy:
+        _as_legacy_checkpoint(tmp_path / "run", interrupt)
 
     resumed = Trainer(cfg, tmp_path / "run", data=data, resume=True)
     result = resumed.fit()
     assert result.resumed_from == interrupt and result.steps == 24
     assert result.evals == ref_result.evals  # the evaluations before the interruption are included
     _assert_identical(_weights(ref), _weights(resumed))
-    for a, b in zip(ref.loss_fn.state_dict().values(), resumed.loss_fn.state_dict().values(), strict=True):
-        assert torch.equal(a, b)
+    _assert_same_state(ref.loss_fn.state_dict(), resumed.loss_fn.state_dict())
     # even the logged interval means match: the log accumulators are part of the checkpoint
     assert _logged(tmp_path / "ref" / "metrics.jsonl") == _logged(tmp_path / "run" / "metrics.jsonl")
     kinds = [e["event"] for e in read_jsonl(tmp_path / "run" / "metrics.jsonl")]

@@ -14,11 +14,12 @@ from mmgeom.train import (
     CheckpointWarning,
     Trainer,
     capture_rng_state,
+    load_tensors,
     read_jsonl,
-    register_checkpoint_attributes,
     restore_rng_state,
+    save_module,
 )
-from mmgeom.train.module_state import load_module_extra_state, module_extra_state
+from mmgeom.train.module_state import legacy_extra_state, split_state_dict
 from test_train_trainer import synthetic_split, tiny_config
 
 
@@ -129,24 +130,33 @@ def test_rng_state_round_trip():
     assert first[:2] == second[:2] and torch.equal(first[2], second[2])
 
 
-def test_dagr_calibration_attributes_are_saved():
+def test_dagr_carries_its_calibration_drift_as_extra_state(tmp_path):
     reg = create_loss("dagr", delta="auto", calibration_steps=5)
     reg({"a": torch.randn(8, 4), "b": torch.randn(8, 4)})
-    saved = module_extra_state(reg)
-    assert len(saved[""]["_recorded"]) == 1
+    state = reg.state_dict()
+    recorded = state["_extra_state"]["recorded"]
+    assert len(recorded) == 1 and recorded[0].shape == (8,)  # one pair (a, b), one distance per row
     fresh = create_loss("dagr", delta="auto", calibration_steps=5)
-    load_module_extra_state(fresh, saved)
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh._recorded[0], recorded[0])
+    # weights files hold tensors only: the extra state is not a weight
+    assert set(load_tensors(save_module(tmp_path / "loss.safetensors", reg))) == {"delta", "calls"}
+
+
+def test_checkpoints_from_before_extra_state_still_load():
+    reg = create_loss("dagr", delta="auto", calibration_steps=5)
+    reg({"a": torch.randn(8, 4), "b": torch.randn(8, 4)})
+    tensors, objects = split_state_dict(reg.state_dict())
+    assert set(tensors) == {"delta", "calls"} and set(objects) == {"_extra_state"}
+    old = {"": {"_recorded": list(reg._recorded)}}  # the old "loss_attributes" of the state file
+    fresh = create_loss("dagr", delta="auto", calibration_steps=5)
+    legacy = legacy_extra_state(fresh, old)
+    assert list(legacy) == ["_extra_state"]
+    fresh.load_state_dict({**tensors, **legacy})
     assert torch.equal(fresh._recorded[0], reg._recorded[0])
-
-    class Counter(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.seen = 0
-
-    register_checkpoint_attributes(Counter, "seen")
-    c = Counter()
-    c.seen = 3
-    assert module_extra_state(c) == {"": {"seen": 3}}
+    # nested: the submodule's key; modules without extra state get nothing (load_state_dict stays strict)
+    outer = torch.nn.ModuleDict({"reg": create_loss("dagr", delta="auto"), "lin": torch.nn.Linear(2, 2)})
+    assert list(legacy_extra_state(outer, {"reg": old[""], "lin": {"seen": 3}})) == ["reg._extra_state"]
 
 
 def test_best_checkpoint_follows_the_metric(tmp_path):

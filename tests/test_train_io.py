@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-import mmgeom.train.checkpoint as checkpoint
+import mmgeom._io as io_module
 from mmgeom.train import (
     JsonlWriter,
     atomic_save_tensors,
@@ -36,7 +36,7 @@ def test_failed_save_keeps_the_old_file_and_removes_the_temporary(tmp_path, monk
             fh.write(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(checkpoint, "save_file", broken)
+    monkeypatch.setattr(io_module, "save_file", broken)
     with pytest.raises(OSError, match="disk full"):
         atomic_save_tensors(path, {"x": torch.zeros(2)})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 import yaml
@@ -134,3 +136,59 @@ def test_missing_tensorboard_is_a_config_error(monkeypatch):
     monkeypatch.setattr(tb, "tensorboard_available", lambda: False)
     with pytest.raises(ConfigError, match=r"logging\.tensorboard: the tensorboard package is not installed"):
         Trainer(tiny_config(logging={"tensorboard": True}), data=synthetic_split())
+
+
+def _draws():
+    import random
+
+    import numpy as np
+
+    return random.random(), float(np.random.rand()), torch.rand(2).tolist()  # noqa: NPY002
+
+
+def test_fit_restores_the_callers_random_state_and_cublas_variable(tmp_path, monkeypatch):
+    from mmgeom.seeding import seed_everything
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    cfg = tiny_config(train={"steps": 3, "deterministic": True}, optim={"warmup_steps": 0})
+    seed_everything(11)
+    expected = _draws()
+
+    seed_everything(11)
+    Trainer(cfg, tmp_path / "a", data=synthetic_split()).fit()  # seeds with train.seed, draws dropout
+    assert _draws() == expected
+    assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")  # the user's own value is kept
+    seed_everything(11)
+    failing = Trainer(cfg, tmp_path / "b", data=synthetic_split())
+
+    def boom():
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+        raise RuntimeError("boom")
+
+    failing.train_step = boom
+    with pytest.raises(RuntimeError, match="boom"):
+        failing.fit()
+    assert _draws() == expected  # restored on the error path too
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+
+
+def test_deterministic_fit_sets_cublas_only_while_it_runs(tmp_path, monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    trainer = Trainer(
+        tiny_config(train={"steps": 2, "deterministic": True}, optim={"warmup_steps": 0}),
+        tmp_path,
+        data=synthetic_split(),
+    )
+    seen = []
+    original = trainer.train_step
+
+    def step():
+        seen.append(os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+        return original()
+
+    trainer.train_step = step
+    trainer.fit()
+    assert seen == [":4096:8", ":4096:8"]
+    assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ

@@ -14,10 +14,10 @@ from torch.nn import functional as nnf
 
 from .._validation import validation
 from ..data import BatchSampler, MultiViewDataset
+from ..errors import NonFiniteLossError
 from ..losses import create_loss
 from ..losses.dagr import DAGRRegularizer
 from ..models.fusion import FusionClassifier
-from ..train.errors import NonFiniteLossError
 from ..train.schedule import build_scheduler
 from .config import ClassifyConfig
 from .evaluate import accuracy_metrics, check_views, embed, geometry_metrics

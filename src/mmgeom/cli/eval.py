@@ -103,9 +103,9 @@ def eval_command(
 
     Default: every pair of modalities (of one shared dimension), both directions, instance relevance.
     """
+    from .._io import atomic_write_text
     from ..evaluation import eval_pairs, evaluate_source
     from ..report.tables import eval_table
-    from ..train.checkpoint import atomic_write_text
     from ..train.offline_eval import open_eval_source
 
     cut_offs = guard(lambda: parse_ks(ks))

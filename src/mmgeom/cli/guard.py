@@ -9,7 +9,7 @@ from typing import TypeVar
 import typer
 
 from ..data import DataUnavailableError
-from ..train import CheckpointError, ConfigError, NonFiniteLossError, TrainingInterrupted
+from ..errors import CheckpointError, ConfigError, NonFiniteLossError, TrainingInterrupted
 
 T = TypeVar("T")
 

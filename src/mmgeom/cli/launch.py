@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..distributed import DistributedInfo, init_distributed, launched_by_torchrun
-from ..train import CheckpointError, ConfigError, ExperimentConfig, find_resumable_run
+from ..errors import CheckpointError, ConfigError
+from ..train import ExperimentConfig, find_resumable_run
 from ..train.checkpoint_store import CHECKPOINTS_DIR, CheckpointStore
 
 #: The value ``--resume`` takes when given without a run directory.

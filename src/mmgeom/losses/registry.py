@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from torch import nn
 
-_REGISTRY: dict[str, type[nn.Module]] = {}
+from .._registry import Registry
+
+#: Every registered loss class (the functions below are its public face).
+LOSSES: Registry[type[nn.Module]] = Registry("loss")
 
 T = TypeVar("T", bound=type[nn.Module])
 
@@ -17,9 +19,7 @@ def register_loss(name: str) -> Callable[[T], T]:
     """Class decorator that makes a loss constructible by name."""
 
     def wrap(cls: T) -> T:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"loss name {name!r} is already registered to {_REGISTRY[name].__name__}")
-        _REGISTRY[name] = cls
+        LOSSES.register(name)(cls)
         return cls
 
     return wrap
@@ -27,16 +27,12 @@ def register_loss(name: str) -> Callable[[T], T]:
 
 def list_losses(pattern: str | None = None) -> list[str]:
     """Sorted registered loss names, optionally filtered by a shell-style pattern (``"info*"``)."""
-    names = sorted(_REGISTRY)
-    return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
+    return LOSSES.list(pattern)
 
 
 def get_loss_class(name: str) -> type[nn.Module]:
     """The class registered under ``name``; ``ValueError`` listing the known names otherwise."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"loss: unknown name {name!r}; registered losses are {list_losses()}") from None
+    return LOSSES.get(name)
 
 
 def create_loss(name: str, **kwargs: Any) -> nn.Module:

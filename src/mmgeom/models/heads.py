@@ -7,7 +7,10 @@ from typing import Any, TypeVar
 
 from torch import Tensor, nn
 
-_HEADS: dict[str, type[nn.Module]] = {}
+from .._registry import Registry
+
+#: Every registered head class (``create_head`` / ``list_heads`` are its public face).
+HEADS: Registry[type[nn.Module]] = Registry("head", key="kind")
 
 H = TypeVar("H", bound=type[nn.Module])
 
@@ -16,9 +19,7 @@ def register_head(name: str) -> Callable[[H], H]:
     """Class decorator that makes a head constructible by name (``create_head("mlp", ...)``)."""
 
     def wrap(cls: H) -> H:
-        if name in _HEADS and _HEADS[name] is not cls:
-            raise ValueError(f"head name {name!r} is already registered to {_HEADS[name].__name__}")
-        _HEADS[name] = cls
+        HEADS.register(name)(cls)
         return cls
 
     return wrap
@@ -26,7 +27,7 @@ def register_head(name: str) -> Callable[[H], H]:
 
 def list_heads() -> list[str]:
     """Sorted registered head names."""
-    return sorted(_HEADS)
+    return HEADS.list()
 
 
 def create_head(kind: str, in_dim: int, out_dim: int, *, modality: str = "input", **kwargs: Any) -> nn.Module:
@@ -35,9 +36,7 @@ def create_head(kind: str, in_dim: int, out_dim: int, *, modality: str = "input"
     Raises:
         ValueError: unknown ``kind`` (the message lists the registered ones) or bad hyper-parameters.
     """
-    if kind not in _HEADS:
-        raise ValueError(f"head: unknown kind {kind!r}; registered heads are {list_heads()}")
-    return _HEADS[kind](in_dim, out_dim, modality=modality, **kwargs)
+    return HEADS.get(kind)(in_dim, out_dim, modality=modality, **kwargs)
 
 
 def _check_dim(value: int, name: str, modality: str) -> int:

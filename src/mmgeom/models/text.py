@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..data.mfeat import DataUnavailableError
+from ..errors import DataUnavailableError
 
 #: The exact command that installs the text backbone.
 TEXT_INSTALL = "pip install 'mmgeom[text]'"

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..train.checkpoint import atomic_write_text
+from .._io import atomic_write_text
 from .plots import all_plots, geometry_summary
 from .runlog import RunLog, number, read_run
 

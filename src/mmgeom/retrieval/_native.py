@@ -7,7 +7,7 @@ over the block, keeping each row's top-c as a heap, with the same order and tie 
 :mod:`mmgeom.retrieval._select` (the tests check both paths give identical results).
 
 The kernel is compiled once per machine with the system C compiler (``$CC``, else cc/gcc/clang) into
-``$MMGEOM_CACHE_DIR`` (default ``~/.cache/mmgeom``)``/native/``, keyed by the source, the compiler and
+``native/`` of mmgeom's cache folder (:func:`mmgeom._paths.cache_root`), keyed by the source, the compiler and
 the CPU's feature flags, and loaded with ctypes. Without a compiler, on other devices or dtypes, or with
 ``MMGEOM_NATIVE=0``, the torch merge runs instead: same results, slower. :func:`native_status` says which.
 
@@ -34,6 +34,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._paths import cache_root
+
 _log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("_merge.c")
@@ -49,10 +51,8 @@ _pool_lock = threading.Lock()
 
 
 def cache_dir() -> Path:
-    """Where compiled kernels are kept: ``$MMGEOM_CACHE_DIR/native`` or ``~/.cache/mmgeom/native``."""
-    root = os.environ.get("MMGEOM_CACHE_DIR")
-    base = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mmgeom"
-    return base / "native"
+    """Where compiled kernels are kept: ``native/`` in :func:`mmgeom._paths.cache_root`."""
+    return cache_root() / "native"
 
 
 def _compiler() -> str | None:

@@ -41,8 +41,8 @@ import torch
 from torch import Tensor
 
 from ..data.features import FeatureStore, FeatureStoreError
+from ..seeding import seed_everything
 from ..train.lean import train_loop
-from ..train.seeding import seed_everything
 
 T = TypeVar("T")
 

@@ -34,7 +34,7 @@ from ..data import (
     split_and_standardize,
 )
 from ..models import FusionClassifier, create_head
-from ..train.seeding import seed_everything
+from ..seeding import seed_everything
 from .common import study_command, torch_threads
 from .dagr_report import render, write_report
 

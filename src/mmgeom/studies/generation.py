@@ -52,8 +52,8 @@ from ..generation import (
 )
 from ..losses import create_loss
 from ..models import MultiViewEncoder
+from ..seeding import seed_everything
 from ..train.lean import train_loop
-from ..train.seeding import seed_everything
 from .common import aggregate, cache_dir, cached_store, study_command, write_json
 
 #: The image view of the digits and the other views, in the dataset's canonical order.

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..train.checkpoint import atomic_write_text
+from .._io import atomic_write_text
 from .common import format_mean_std, markdown_table
 
 #: Metric -> (title, lower is better).

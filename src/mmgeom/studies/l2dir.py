@@ -53,7 +53,7 @@ from ..data.feature_sources import write_fashion_image_store, write_feature_sour
 from ..losses import create_loss
 from ..models import MagnitudeHead, MLPHead
 from ..retrieval import retrieval_metrics
-from ..train.seeding import seed_everything
+from ..seeding import seed_everything
 from .common import (
     aggregate,
     cache_dir,

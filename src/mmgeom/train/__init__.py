@@ -7,6 +7,9 @@ Example:
     >>> result.final_eval["retrieval/mean/hit@1"]
 """
 
+from .._io import atomic_save_tensors, atomic_write_text
+from ..errors import CheckpointError, ConfigError, NonFiniteLossError, TrainingInterrupted
+
 # Evaluation lives one floor down (mmgeom.evaluation); the docs name these under mmgeom.train too.
 from ..evaluation import (
     cross_view_retrieval,
@@ -15,7 +18,9 @@ from ..evaluation import (
     geometry_diagnostics,
     nearest_centroid_accuracy,
 )
-from .checkpoint import atomic_save_tensors, atomic_write_text, load_tensors, save_module
+from ..seeding import capture_rng_state, restore_rng_state, seed_everything
+from .builders import build_data, build_encoder, build_loss, build_optimizer
+from .checkpoint import load_tensors, save_module
 from .checkpoint_store import Checkpoint, CheckpointStore, CheckpointWarning
 from .config import (
     DataConfig,
@@ -26,23 +31,18 @@ from .config import (
     OptimConfig,
     RunConfig,
     TrainConfig,
-    apply_overrides,
-    config_from_dict,
-    load_config,
 )
+from .config_load import apply_overrides, config_from_dict, load_config
 from .config_runtime import CheckpointConfig, DistributedConfig, FaultsConfig, LoggingConfig
-from .errors import CheckpointError, ConfigError, NonFiniteLossError, TrainingInterrupted
 from .faults import Fault, StopSignals
 from .logging import JsonlWriter, read_jsonl
-from .module_state import register_checkpoint_attributes
 from .presets import demo_config, list_packaged_configs, packaged_config_path, run_demo
+from .result import TrainResult
 from .resume import check_resume_config, find_resumable_run, trim_metrics
-from .rng import capture_rng_state, restore_rng_state
 from .rundir import resolve_run_dir
 from .runload import LoadedRun, load_run
 from .schedule import build_scheduler, warmup_cosine_lr
-from .seeding import seed_everything
-from .trainer import Trainer, TrainResult, build_data, build_encoder, build_loss, build_optimizer, train
+from .trainer import Trainer, train
 
 __all__ = [
     "Checkpoint",
@@ -94,7 +94,6 @@ __all__ = [
     "nearest_centroid_accuracy",
     "packaged_config_path",
     "read_jsonl",
-    "register_checkpoint_attributes",
     "resolve_run_dir",
     "restore_rng_state",
     "run_demo",

@@ -33,8 +33,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from ..errors import CheckpointError
 from ..version import __version__
-from .errors import CheckpointError
 
 CHECKPOINTS_DIR = "checkpoints"
 MANIFEST_FILE = "manifest.json"

@@ -1,4 +1,4 @@
-"""The experiment config: pydantic v2 sections, YAML loading, dotted command-line overrides.
+"""The experiment config schema: pydantic v2 sections (reading YAML and overrides: :mod:`.config_load`).
 
 Every section forbids unknown keys, so a typo is an error that names its key path::
 
@@ -6,6 +6,7 @@ Every section forbids unknown keys, so a typo is an error that names its key pat
       loss.temprature: unknown key; allowed keys: name, kwargs, use_labels
 
 Example:
+    >>> from mmgeom.train import load_config
     >>> cfg = load_config("configs/demo.yaml", overrides=["optim.lr=1e-3", "train.steps=200"])
     >>> cfg.optim.lr
     0.001
@@ -335,15 +336,6 @@ class ExperimentConfig(Section):
         return dump_yaml(self.to_dict())
 
 
-# The loading functions live in config_load.py (schema here, reading and overriding there); they are
-# re-exported so that ``mmgeom.train.config.load_config`` keeps working.
-from .config_load import (  # noqa: E402
-    apply_overrides,
-    config_from_dict,
-    format_validation_error,
-    load_config,
-)
-
 __all__ = [
     "DataConfig",
     "EvalConfig",
@@ -353,8 +345,4 @@ __all__ = [
     "OptimConfig",
     "RunConfig",
     "TrainConfig",
-    "apply_overrides",
-    "config_from_dict",
-    "format_validation_error",
-    "load_config",
 ]

@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..errors import ConfigError
 from .config import ExperimentConfig
-from .errors import ConfigError
 from .yaml_io import parse_value, read_yaml
 
 

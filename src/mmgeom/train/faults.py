@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..errors import NonFiniteLossError
 from ..losses import LossOutput
-from .errors import NonFiniteLossError
 
 
 @dataclass(frozen=True)

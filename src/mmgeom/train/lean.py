@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ..data import BatchSampler
-from .errors import NonFiniteLossError
+from ..errors import NonFiniteLossError
 from .schedule import build_scheduler
 
 __all__ = ["train_loop"]

@@ -9,23 +9,53 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+import torch
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..distributed import all_gather_object, any_rank, barrier, broadcast_object
+from .._io import atomic_write_text
+from ..data import SplitDataset
+from ..distributed import DistributedInfo, all_gather_object, any_rank, barrier, broadcast_object
+from ..errors import ConfigError, NonFiniteLossError, TrainingInterrupted
+from ..seeding import capture_rng_state
 from ..version import __version__
-from .checkpoint import atomic_write_text, save_module
+from .checkpoint import save_module
 from .checkpoint_store import CHECKPOINTS_DIR, Checkpoint, CheckpointStore
-from .errors import ConfigError, NonFiniteLossError, TrainingInterrupted
-from .faults import StopSignals
+from .config import ExperimentConfig
+from .config_load import load_config
+from .faults import Fault, StopSignals
 from .logging import JsonlWriter, read_jsonl
+from .result import TrainResult
 from .resume import check_resume_config, trim_metrics
-from .rng import capture_rng_state
-from .rundir import resolve_run_dir
+from .rundir import CONFIG_FILE, LOSS_WEIGHTS_FILE, METRICS_FILE, WEIGHTS_FILE, resolve_run_dir
+from .runtime import training_runtime
 
-if TYPE_CHECKING:
-    from .trainer import Trainer, TrainResult
+
+class LoopTrainer(Protocol):
+    """What the loop needs of :class:`~mmgeom.train.Trainer`: its parts, counters and resumable state."""
+
+    config: ExperimentConfig
+    dist: DistributedInfo
+    device: torch.device
+    progress: bool
+    resume: bool
+    data: SplitDataset
+    params: list[nn.Parameter]
+    encoder: nn.Module
+    loss_fn: nn.Module
+    step: int
+    skipped: int
+    last_fault: Fault | None
+    best: dict[str, Any] | None
+    log_state: dict[str, Any]
+
+    def train_step(self) -> dict[str, float]: ...
+    def evaluate(self, split: str | None = None) -> dict[str, float]: ...
+    def state_dict(self, rng: list[dict[str, Any]] | None = None) -> dict[str, Any]: ...
+    def checkpoint_tensors(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]: ...
+    def load_checkpoint(self, ckpt: Checkpoint) -> None: ...
 
 
 class _NullLog:
@@ -41,15 +71,13 @@ class _NullLog:
 class _Loop:
     """One call of :meth:`Trainer.fit`."""
 
-    def __init__(self, trainer: Trainer) -> None:
-        from .trainer import TrainResult
-
+    def __init__(self, trainer: LoopTrainer, requested: str | Path | None) -> None:
         self.t = trainer
         self.cfg = trainer.config
         self.main = trainer.dist.is_main
         run_dir = Path()
         if self.main:
-            run_dir = resolve_run_dir(self.cfg.run.name, trainer._run_dir or self.cfg.run.out_dir)
+            run_dir = resolve_run_dir(self.cfg.run.name, requested or self.cfg.run.out_dir)
         self.run_dir: Path = broadcast_object(run_dir)
         self.store = CheckpointStore(self.run_dir / CHECKPOINTS_DIR, self.cfg.checkpoint.keep_last)
         self.result = TrainResult(run_dir=self.run_dir, steps=0, seconds=0.0)
@@ -72,13 +100,11 @@ class _Loop:
 
     def resume(self) -> dict[str, Any]:
         """Load the newest usable checkpoint (rank 0 chooses, every rank loads the same one)."""
-        from .config_load import load_config
-
         t = self.t
         info: dict[str, Any] = {}
         chosen: Checkpoint | None = None
         if self.main:
-            old = self.run_dir / "config.yaml"
+            old = self.run_dir / CONFIG_FILE
             if old.is_file():
                 check_resume_config(load_config(old), self.cfg)
             chosen = self.store.load_latest(t.device)
@@ -155,8 +181,8 @@ class _Loop:
         t, cfg = self.t, self.cfg
         resumed: dict[str, Any] | None = self.resume() if t.resume else None
         if self.main:
-            atomic_write_text(self.run_dir / "config.yaml", cfg.to_yaml())
-            metrics_path = self.run_dir / "metrics.jsonl"
+            atomic_write_text(self.run_dir / CONFIG_FILE, cfg.to_yaml())
+            metrics_path = self.run_dir / METRICS_FILE
             if resumed is not None:
                 trim_metrics(metrics_path, t.step)
                 earlier = read_jsonl(metrics_path) if metrics_path.is_file() else []
@@ -228,9 +254,9 @@ class _Loop:
             self.save_checkpoint("final")
         if self.main and cfg.run.save_weights:
             meta = {"mmgeom_version": __version__, "step": str(t.step)}
-            result.weights = save_module(self.run_dir / "model.safetensors", t.encoder, meta)
+            result.weights = save_module(self.run_dir / WEIGHTS_FILE, t.encoder, meta)
             if any(True for _ in t.loss_fn.parameters()):
-                save_module(self.run_dir / "loss.safetensors", t.loss_fn, meta)
+                save_module(self.run_dir / LOSS_WEIGHTS_FILE, t.loss_fn, meta)
         result.steps, result.skipped, result.best = t.step, t.skipped, t.best
         result.seconds = time.perf_counter() - start
         self.log.write("end", t.step, seconds=result.seconds, weights=str(result.weights), skipped=t.skipped)
@@ -245,7 +271,7 @@ class _Loop:
         raise TrainingInterrupted(self.t.step, name, path, self.run_dir)
 
 
-def run_fit(trainer: Trainer) -> TrainResult:
-    """What :meth:`Trainer.fit` does (see there)."""
-    with trainer._runtime(), StopSignals() as stop:
-        return _Loop(trainer).run(stop)
+def run_fit(trainer: LoopTrainer, run_dir: str | Path | None = None) -> TrainResult:
+    """What :meth:`Trainer.fit` does (see there); ``run_dir`` as given to the trainer."""
+    with training_runtime(trainer.config.train), StopSignals() as stop:
+        return _Loop(trainer, run_dir).run(stop)

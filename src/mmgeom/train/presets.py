@@ -11,10 +11,11 @@ from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 
-from .config import ExperimentConfig, apply_overrides, config_from_dict
-from .config_load import load_config
-from .errors import ConfigError
-from .trainer import Trainer, TrainResult
+from ..errors import ConfigError
+from .config import ExperimentConfig
+from .config_load import apply_overrides, config_from_dict, load_config
+from .result import TrainResult
+from .trainer import Trainer
 from .yaml_io import parse_value, parse_yaml, read_yaml
 
 DEMO_CONFIG = "demo"

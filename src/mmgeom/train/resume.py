@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import atomic_write_text
+from .._io import atomic_write_text
+from ..errors import CheckpointError, ConfigError
 from .checkpoint_store import CHECKPOINTS_DIR, CheckpointStore
 from .config import ExperimentConfig
-from .errors import CheckpointError, ConfigError
 from .rundir import RUNS_ROOT
 
 #: Config keys that may differ between the interrupted and the resumed run: they change how the run is

@@ -8,6 +8,12 @@ from pathlib import Path
 #: Default parent of run directories.
 RUNS_ROOT = Path("runs")
 
+#: The files of a run directory (checkpoints go to ``checkpoints/``, see :mod:`.checkpoint_store`).
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+WEIGHTS_FILE = "model.safetensors"
+LOSS_WEIGHTS_FILE = "loss.safetensors"
+
 
 def resolve_run_dir(name: str, out: str | Path | None = None, root: str | Path = RUNS_ROOT) -> Path:
     """``out`` when given, else a fresh ``<root>/<name>-<YYYYmmdd-HHMMSS>`` (``-2``, ``-3``... if taken).

@@ -21,11 +21,12 @@ from safetensors import safe_open
 
 from ..data import SplitDataset
 from ..models import MultiViewEncoder
+from .builders import build_data, build_encoder
 from .checkpoint import load_tensors
 from .checkpoint_store import BEST_NAME, CHECKPOINTS_DIR, MODEL_FILE, CheckpointStore
 from .config import ExperimentConfig
 from .config_load import load_config
-from .trainer import CONFIG_FILE, WEIGHTS_FILE, build_data, build_encoder
+from .rundir import CONFIG_FILE, WEIGHTS_FILE
 
 __all__ = ["CHECKPOINT_CHOICES", "LoadedRun", "is_run_dir", "load_run"]
 

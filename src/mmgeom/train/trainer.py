@@ -1,4 +1,4 @@
-"""The trainer: builders, one update (:meth:`Trainer.train_step`), evaluation, and the resumable state.
+"""The trainer: one update (:meth:`Trainer.train_step`), evaluation, and the resumable state.
 
 The loop itself (logging, periodic evaluation, checkpoints, signals) is :mod:`mmgeom.train.loop`; it runs
 behind :meth:`Trainer.fit`. The same trainer runs in one process or in every rank of a ``torchrun`` job:
@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..data import BatchSampler, SplitDataset, load_dataset, split_and_standardize
+from ..data import BatchSampler, SplitDataset
 from ..distributed import (
     DistributedLoss,
     all_gather_object,
@@ -30,105 +27,24 @@ from ..distributed import (
     distributed_info,
     shard_rows,
 )
+from ..errors import ConfigError, NonFiniteLossError
 from ..evaluation import evaluate_split
-from ..losses import LossOutput, create_loss
-from ..models import MultiViewEncoder
+from ..losses import LossOutput
+from ..seeding import capture_rng_state, restore_rng_state, seed_everything
 from ..version import __version__
+from .builders import build_data, build_encoder, build_loss, build_optimizer
 from .checkpoint_store import Checkpoint
-from .config import DataConfig, ExperimentConfig, LossConfig, ModelConfig
-from .errors import ConfigError, NonFiniteLossError
-from .faults import Fault, check_loss_finite, embedding_fault, first_non_finite, loss_fault
-from .module_state import load_module_extra_state, module_extra_state, split_state_dict
-from .rng import capture_rng_state, restore_rng_state
+from .config import ExperimentConfig
+from .faults import Fault, embedding_fault, loss_fault
+from .loop import run_fit
+from .module_state import legacy_extra_state, split_state_dict
+from .result import TrainResult
 from .schedule import build_scheduler
-from .seeding import seed_everything
 
-__all__ = [
-    "CONFIG_FILE",
-    "LOSS_WEIGHTS_FILE",
-    "METRICS_FILE",
-    "WEIGHTS_FILE",
-    "TrainResult",
-    "Trainer",
-    "build_data",
-    "build_encoder",
-    "build_loss",
-    "build_optimizer",
-    "check_loss_finite",
-    "first_non_finite",
-    "train",
-]
-
-CONFIG_FILE = "config.yaml"
-METRICS_FILE = "metrics.jsonl"
-WEIGHTS_FILE = "model.safetensors"
-LOSS_WEIGHTS_FILE = "loss.safetensors"
+__all__ = ["TrainResult", "Trainer", "train"]
 
 #: Version of the trainer state layout inside checkpoints.
 STATE_FORMAT = 1
-
-
-def build_data(cfg: DataConfig) -> SplitDataset:
-    """Load the dataset's selected views, split (stratified, seeded) and standardise with train stats."""
-    data = load_dataset(cfg.dataset, cfg.views)
-    return split_and_standardize(data, cfg.fractions, cfg.split_seed, cfg.standardize)
-
-
-def build_encoder(cfg: ModelConfig, view_dims: dict[str, int]) -> MultiViewEncoder:
-    """One ``cfg.head`` head per view, all into ``cfg.out_dim``."""
-    return MultiViewEncoder.from_dims(view_dims, cfg.head, cfg.out_dim, **cfg.head_kwargs())
-
-
-def build_loss(cfg: LossConfig) -> nn.Module:
-    """``create_loss(cfg.name, **cfg.kwargs)``."""
-    return create_loss(cfg.name, **cfg.kwargs)
-
-
-def build_optimizer(cfg: ExperimentConfig, params: list[nn.Parameter]) -> torch.optim.AdamW:
-    """AdamW over ``params`` with the config's lr, betas and weight decay."""
-    o = cfg.optim
-    return torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
-
-
-@dataclass
-class TrainResult:
-    """What a finished run produced.
-
-    Attributes:
-        run_dir: the run directory.
-        steps: updates made (skipped ones included).
-        seconds: wall time of the loop (evaluations included).
-        history: the ``train`` events (losses averaged over each logging interval); a resumed run
-            includes those the interrupted run logged before its checkpoint.
-        evals: the ``eval`` events, step 0 first when the untrained model was evaluated (rank 0 only
-            under ``torchrun``; the other ranks do not evaluate); a resumed run includes the earlier ones.
-        weights: path of ``model.safetensors`` (``None`` when not saved).
-        skipped: non-finite steps skipped (``faults.on_non_finite: skip``).
-        resumed_from: the step of the checkpoint the run resumed from, if it did.
-        checkpoint: the newest checkpoint directory written, if any.
-        best: ``{"metric", "value", "step"}`` of the best evaluation (``checkpoint.best_metric``).
-    """
-
-    run_dir: Path
-    steps: int
-    seconds: float
-    history: list[dict[str, Any]] = field(default_factory=list)
-    evals: list[dict[str, Any]] = field(default_factory=list)
-    weights: Path | None = None
-    skipped: int = 0
-    resumed_from: int | None = None
-    checkpoint: Path | None = None
-    best: dict[str, Any] | None = None
-
-    @property
-    def initial_eval(self) -> dict[str, Any] | None:
-        """The step-0 evaluation (untrained model), if one ran."""
-        return self.evals[0] if self.evals and self.evals[0]["step"] == 0 else None
-
-    @property
-    def final_eval(self) -> dict[str, Any]:
-        """The last evaluation (after the final step)."""
-        return self.evals[-1]
 
 
 class Trainer:
@@ -166,6 +82,8 @@ class Trainer:
         self.device = torch.device(config.train.device)
         if self.device.type == "cuda" and self.device.index is None and self.dist.world_size > 1:
             self.device = torch.device("cuda", self.dist.local_rank)
+        # Seeded for the run (weight init, dropout); fit() puts back the generators' states from here.
+        self._caller_rng = capture_rng_state()
         seed_everything(config.train.seed)
         self.data = data if data is not None else build_data(config.data)
         train = self.data.train
@@ -336,7 +254,6 @@ class Trainer:
             "best": self.best,
             "log_state": self.log_state,
             "loss_objects": loss_objects,
-            "loss_attributes": module_extra_state(self.loss_fn),
         }
 
     def checkpoint_tensors(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
@@ -353,10 +270,11 @@ class Trainer:
         state = ckpt.state
         try:
             self.encoder.load_state_dict(ckpt.model)
-            self.loss_fn.load_state_dict({**ckpt.loss, **state.get("loss_objects", {})})
+            # "loss_attributes": the loss's extra state as checkpoints before get_extra_state saved it
+            legacy = legacy_extra_state(self.loss_fn, state.get("loss_attributes", {}))
+            self.loss_fn.load_state_dict({**ckpt.loss, **legacy, **state.get("loss_objects", {})})
         except RuntimeError as err:
             raise ConfigError(f"checkpoint {ckpt.path} does not fit this model: {err}") from None
-        load_module_extra_state(self.loss_fn, state.get("loss_attributes", {}))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
@@ -377,26 +295,16 @@ class Trainer:
         ``train`` every ``train.log_every`` steps, ``skip`` for a skipped non-finite step, and ``end``
         (or ``error`` before a :class:`NonFiniteLossError`, ``interrupted`` before a
         :class:`~mmgeom.train.TrainingInterrupted`). See :func:`mmgeom.train.loop.run_fit`.
+
+        When it returns or raises, the global random generators are back in the states they had before
+        this trainer was built (construction seeds them with ``train.seed``), and the thread count,
+        deterministic mode and ``CUBLAS_WORKSPACE_CONFIG`` are as before the call
+        (:func:`~mmgeom.train.runtime.training_runtime`).
         """
-        from .loop import run_fit
-
-        return run_fit(self)
-
-    @contextlib.contextmanager
-    def _runtime(self) -> Iterator[None]:
-        """Thread count and deterministic algorithms for the duration of :meth:`fit` (restored after)."""
-        threads = torch.get_num_threads()
-        deterministic = torch.are_deterministic_algorithms_enabled()
-        if self.config.train.num_threads is not None:
-            torch.set_num_threads(self.config.train.num_threads)
-        if self.config.train.deterministic:
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by cuBLAS
-            torch.use_deterministic_algorithms(True)
         try:
-            yield
+            return run_fit(self, self._run_dir)
         finally:
-            torch.set_num_threads(threads)
-            torch.use_deterministic_algorithms(deterministic)
+            restore_rng_state(self._caller_rng)
 
 
 def train(

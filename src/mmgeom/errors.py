@@ -1,8 +1,26 @@
-"""Errors the trainer and the CLI report to users as messages (no traceback)."""
+"""Every exception class that more than one floor of mmgeom raises or catches.
+
+They live on the ground floor so that any module can raise or catch them without importing the floor
+that happens to raise them first (``models`` catches data errors, the CLI catches training errors).
+The old import paths keep working: :mod:`mmgeom.data` exports :class:`DataUnavailableError` and
+:mod:`mmgeom.train` the training errors.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "DataUnavailableError",
+    "NonFiniteLossError",
+    "TrainingInterrupted",
+]
+
+
+class DataUnavailableError(RuntimeError):
+    """A bundled data source is not installed; the message carries the install command."""
 
 
 class ConfigError(ValueError):
