@@ -18,7 +18,7 @@ from hypothesis.extra.numpy import arrays
 from typer.testing import CliRunner
 
 from mmgeom.cli import _magnitude_scored, app
-from mmgeom.studies.l2dir import score_retrieval
+from mmgeom.studies.l2dir.metrics import score_retrieval
 
 
 def naive_metrics(

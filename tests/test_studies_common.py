@@ -10,21 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from mmgeom.studies.common import (
-    PlotPanel,
-    aggregate,
-    fit_linear_probe,
-    format_mean_std,
-    line_plots,
-    linear_probe_accuracy,
-    markdown_table,
-    mean_std,
-    run_seeds,
-    study_command,
-    torch_threads,
-    train_loop,
-    write_json,
-)
+from mmgeom.studies.plots import PlotPanel, line_plots
+from mmgeom.studies.probe import fit_linear_probe, linear_probe_accuracy
+from mmgeom.studies.results_io import write_json
+from mmgeom.studies.runner import run_seeds, study_command, torch_threads
+from mmgeom.studies.tables import aggregate, format_mean_std, markdown_table, mean_std
+from mmgeom.train.lean import train_loop
 
 
 def _numpy_softmax_regression(

@@ -15,16 +15,16 @@ from typer.testing import CliRunner
 from mmgeom.cli import app
 from mmgeom.data import fashion_mnist_available
 from mmgeom.models import text_backbone_available
-from mmgeom.studies.l2dir import (
-    METHODS,
+from mmgeom.studies.l2dir.data import load_mfeat
+from mmgeom.studies.l2dir.metrics import (
     average_ranks,
     cohens_d,
-    load_mfeat,
     magnitude_auc,
     magnitude_relevance,
     pair_gap,
-    paired,
 )
+from mmgeom.studies.l2dir.report import paired
+from mmgeom.studies.l2dir.settings import METHODS
 
 
 def auc_loop(r: list[float], rel: list[bool]) -> float:

@@ -116,7 +116,7 @@ def probe_metrics(
     The probe is :func:`mmgeom.studies.common.fit_linear_probe` (multinomial logistic regression on
     standardised features, L2 weight ``1e-3``, at most ``max_iter`` L-BFGS iterations).
     """
-    from ..studies.common import fit_linear_probe
+    from ..studies.probe import fit_linear_probe
 
     out = {}
     for m, x in train_features.items():
