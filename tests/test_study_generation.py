@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from mmgeom.studies.generation import experiment as G
-from mmgeom.studies.generation.settings import SELF
 from mmgeom.studies.generation.report import render, spearman
+from mmgeom.studies.generation.settings import SELF
 
 
 def test_spearman_matches_scipy() -> None:

@@ -99,7 +99,9 @@ class UniAlignLoss(MultimodalLoss):
             else check_positive(lambda_centroid, "lambda_centroid", allow_zero=True)
         )
         self.lambda_det = (
-            self.lambda_vol if lambda_det is None else check_positive(lambda_det, "lambda_det", allow_zero=True)
+            self.lambda_vol
+            if lambda_det is None
+            else check_positive(lambda_det, "lambda_det", allow_zero=True)
         )
         self.t = check_positive(t, "t")
         self.t_c = check_positive(t_c, "t_c")

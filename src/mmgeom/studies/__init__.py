@@ -11,8 +11,8 @@ one significance rule), ``runner``, ``tables``, ``plots``, ``results_io``, ``fea
 from __future__ import annotations
 
 import importlib
-import json
 import importlib.util
+import json
 from pathlib import Path
 
 #: Study name -> module; a study appears here once its module exists.

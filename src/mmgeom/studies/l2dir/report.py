@@ -327,7 +327,7 @@ def write_report(
     command: str,
     wall: float,
 ) -> Path:
-    """``results.json``, then the PNGs and ``results.md`` from it (:func:`render`); returns the markdown path."""
+    """Write ``results.json``, then the PNGs and ``results.md`` from it (:func:`render`)."""
     write_json(
         out / "results.json",
         {

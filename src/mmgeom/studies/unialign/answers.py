@@ -216,7 +216,8 @@ def _claims(payload: Mapping[str, Any], scale: Mapping[tuple[str, int], Any], ms
     near_one = z_top > 0.9
     out.append(
         f"- *InfoNCE's alignment and uniformity forces cancel as M grows (zeta → 1)*: zeta growth "
-        f"**{grows}** (InfoNCE all pairs / anchor: {', '.join(z_grow)} from M = {lo} to {top}, paired t-test); "
+        f"**{grows}** (InfoNCE all pairs / anchor: {', '.join(z_grow)} from M = {lo} to {top}, "
+        "paired t-test); "
         f"zeta → 1 **{'reproduced' if near_one else 'not reproduced'}**: the largest InfoNCE mean at "
         f"M = {top} is {z_top:.3f}."
     )
