@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from mmgeom.cli import app
 from mmgeom.cli.train import magnitude_scored as _magnitude_scored
-from mmgeom.studies.l2dir import score_retrieval
+from mmgeom.studies.l2dir.metrics import score_retrieval
 
 
 def naive_metrics(

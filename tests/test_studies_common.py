@@ -10,19 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from mmgeom.studies.common import (
-    PlotPanel,
-    aggregate,
-    format_mean_std,
-    line_plots,
-    markdown_table,
-    mean_std,
-    run_seeds,
-    study_command,
-    torch_threads,
-    train_loop,
-    write_json,
-)
+from mmgeom.studies.plots import PlotPanel, line_plots
+from mmgeom.studies.results_io import write_json
+from mmgeom.studies.runner import run_seeds, study_command, torch_threads
+from mmgeom.studies.tables import aggregate, format_mean_std, markdown_table, mean_std
+from mmgeom.train.lean import train_loop
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 13])

@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mmgeom.classify.report import clear_sign, paired_delta, summarize
 from mmgeom.cli import app
 from mmgeom.data import fashion_mnist_available
 from mmgeom.studies import list_studies
-from mmgeom.studies.dagr import SWEEP, VARIANTS, Setting, dagr_kwargs, render
+from mmgeom.studies.dagr import render
+from mmgeom.studies.dagr.experiment import dagr_kwargs
+from mmgeom.studies.dagr.settings import SWEEP, VARIANTS, Setting
+from mmgeom.studies.dagr.summaries import clear_sign, paired_delta, summarize
 
 
 def _runs(values: list[float], key: str = "fused") -> list[dict]:
@@ -21,17 +23,20 @@ def _runs(values: list[float], key: str = "fused") -> list[dict]:
 
 
 def test_paired_delta_and_verdict_rule() -> None:
-    a, b = _runs([0.9, 0.92, 0.91, 0.95]), _runs([0.88, 0.9, 0.9, 0.9])
+    a, b = _runs([0.9, 0.92, 0.91, 0.93]), _runs([0.88, 0.9, 0.9, 0.9])
     d = paired_delta(a, b, "fused")
-    assert d["values"] == pytest.approx([0.02, 0.02, 0.01, 0.05])
-    assert d["mean"] == pytest.approx(0.025)
+    assert d["values"] == pytest.approx([0.02, 0.02, 0.01, 0.03])
+    assert d["mean"] == pytest.approx(0.02)
     assert d["wins"] == 4 and d["n"] == 4
     assert clear_sign(d) == 1
     assert clear_sign(paired_delta(b, a, "fused")) == -1
+    assert d["verdict"] == "higher" and 0 < d["p"] < 0.05
     noisy = paired_delta(_runs([0.9, 0.8, 0.95]), _runs([0.85, 0.85, 0.85]), "fused")
     assert clear_sign(noisy) == 0
     assert clear_sign(paired_delta(_runs([0.9]), _runs([0.8]), "fused")) == 0  # one seed: never clear
-    assert summarize(a)["fused"]["mean"] == pytest.approx(0.92)
+    assert summarize(a)["fused"]["mean"] == pytest.approx(0.915)
+    # Every seed up but p = 0.06 (t = 2.89, 3 degrees of freedom): not clear under the paired t-test.
+    assert clear_sign(paired_delta(_runs([0.9, 0.92, 0.91, 0.95]), b, "fused")) == 0
 
 
 def test_settings_and_variants() -> None:

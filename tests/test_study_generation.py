@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmgeom.studies import generation as G
-from mmgeom.studies.generation_report import render, spearman
+from mmgeom.studies.generation import experiment as G
+from mmgeom.studies.generation.report import render, spearman
+from mmgeom.studies.generation.settings import SELF
 
 
 def test_spearman_matches_scipy() -> None:
@@ -52,12 +53,12 @@ def test_quick_study_writes_tables_grids_and_answers(
     payload = json.loads((tmp_path / "results.json").read_text())
     digits = payload["tasks"]["digits"]
     conditions = {r["condition"] for r in digits["runs"]}
-    assert conditions == {G.SELF, *G.OTHER_VIEWS, G.MIX}
+    assert conditions == {SELF, *G.OTHER_VIEWS, G.MIX}
     assert {r["decoder"] for r in digits["runs"]} == {"conv", "diffusion"}
     for r in digits["runs"]:
         assert r["fid"] >= 0 and 0 <= r["accuracy"] <= 1 and r["pixel_mse"] >= 0
         assert -1 <= r["alignment"] <= 1
-    assert all(r["alignment"] == pytest.approx(1.0) for r in digits["runs"] if r["condition"] == G.SELF)
+    assert all(r["alignment"] == pytest.approx(1.0) for r in digits["runs"] if r["condition"] == SELF)
     assert "fashion" in payload["skipped"]
     assert "## Answers" in text and "self-reconstruction bound" in text and "Spearman" in text
     for space in spaces:

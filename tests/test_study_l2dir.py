@@ -15,16 +15,16 @@ from typer.testing import CliRunner
 from mmgeom.cli import app
 from mmgeom.data import fashion_mnist_available
 from mmgeom.models import text_backbone_available
-from mmgeom.studies.l2dir import (
-    METHODS,
+from mmgeom.studies.l2dir.data import load_mfeat
+from mmgeom.studies.l2dir.metrics import (
     average_ranks,
     cohens_d,
-    load_mfeat,
     magnitude_auc,
     magnitude_relevance,
     pair_gap,
-    paired,
 )
+from mmgeom.studies.l2dir.report import paired
+from mmgeom.studies.l2dir.settings import METHODS
 
 
 def auc_loop(r: list[float], rel: list[bool]) -> float:
@@ -87,9 +87,9 @@ def test_pair_gap_and_paired_test() -> None:
 def test_mfeat_features_are_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mfeat) -> None:
     monkeypatch.setenv("MMGEOM_CACHE_DIR", str(tmp_path))
     first = load_mfeat()
-    stamp = (tmp_path / "mfeat" / "manifest.json").stat().st_mtime_ns
+    stamp = (tmp_path / "features" / "mfeat" / "manifest.json").stat().st_mtime_ns
     second = load_mfeat()
-    assert (tmp_path / "mfeat" / "manifest.json").stat().st_mtime_ns == stamp
+    assert (tmp_path / "features" / "mfeat" / "manifest.json").stat().st_mtime_ns == stamp
     assert torch.equal(first.test["pix"], second.test["pix"])
     assert len(first.directions) == 30
     # standardised with training statistics

@@ -17,16 +17,10 @@ from mmgeom.cli import app
 from mmgeom.data import MultiViewDataset, split_and_standardize
 from mmgeom.losses import create_loss
 from mmgeom.studies import list_studies
-from mmgeom.studies.unialign import (
-    ABLATIONS,
-    LOSSES,
-    QUICK,
-    VIEW_ORDER,
-    UniAlignPlus,
-    compare,
-    evaluate_run,
-    render,
-)
+from mmgeom.studies.unialign import render
+from mmgeom.studies.unialign.answers import compare
+from mmgeom.studies.unialign.experiment import evaluate_run
+from mmgeom.studies.unialign.settings import ABLATIONS, LOSSES, QUICK, VIEW_ORDER
 
 
 class _Identity(nn.Module):
@@ -57,18 +51,17 @@ def test_identical_views_give_perfect_alignment_metrics() -> None:
     assert 1.0 <= m["erank_min"] <= m["erank"] <= 8.0
 
 
-def test_uniform_centroid_and_volume_pieces_sum_to_lambda_vol() -> None:
-    """Splitting lambda_vol's two pieces reproduces the library's lambda_vol = 1 loss exactly."""
+def test_ablation_pieces_of_lambda_vol() -> None:
+    """The `+ U(C) only` / `+ volume only` ablations add exactly one piece of lambda_vol's two."""
     g = torch.Generator().manual_seed(1)
     batch = {v: torch.randn(16, 8, generator=g) for v in VIEW_ORDER}
-    both = UniAlignPlus("pix", centroid_weight=1.0, volume_weight=1.0)(batch).total
-    ref = create_loss("unialign", anchor="pix", lambda_vol=1.0)(batch).total
-    assert torch.allclose(both, ref, atol=1e-6)
     plain = create_loss("unialign", anchor="pix")(batch).total
-    only_c = UniAlignPlus("pix", 1.0, 0.0)(batch)
-    only_v = UniAlignPlus("pix", 0.0, 1.0)(batch)
+    only_c = ABLATIONS["+ U(C) only"]("pix", 6, QUICK)(batch)
+    only_v = ABLATIONS["+ volume only"]("pix", 6, QUICK)(batch)
     assert torch.allclose(only_c.total - plain, only_c.terms["uniform/centroid"], atol=1e-6)
     assert torch.allclose(only_v.total - plain, only_v.terms["volume"], atol=1e-6)
+    both = ABLATIONS["+ U(C) + volume (lambda_vol = 1)"]("pix", 6, QUICK)(batch).total
+    assert torch.allclose(both - plain, only_c.terms["uniform/centroid"] + only_v.terms["volume"], atol=1e-6)
 
 
 def test_every_study_loss_builds_and_runs() -> None:
@@ -79,18 +72,24 @@ def test_every_study_loss_builds_and_runs() -> None:
         out.total.backward()
 
 
-def test_compare_uses_two_standard_errors() -> None:
-    a = {"metrics": {"x": {"mean": 0.50, "std": 0.02, "n": 5.0}}}
-    b = {"metrics": {"x": {"mean": 0.45, "std": 0.02, "n": 5.0}}}
+def _entry(loss: str, values: list[float]) -> dict:
+    return {"loss": loss, "seed_metrics": {seed: {"x": v} for seed, v in enumerate(values)}}
+
+
+def test_compare_is_the_seed_paired_t_test() -> None:
+    a = _entry("a", [0.50, 0.52, 0.49, 0.53, 0.51])
+    b = _entry("b", [0.45, 0.48, 0.46, 0.47, 0.47])
     diff, se, verdict = compare(a, b, "x")
-    assert diff == pytest.approx(0.05)
-    assert se == pytest.approx(math.sqrt(2 * 0.02**2 / 5))
-    assert verdict == "higher"  # 0.05 > 2 * 0.01265
-    b["metrics"]["x"]["mean"] = 0.48
-    assert compare(a, b, "x")[2] == "tie"
-    assert compare(b, a, "x")[2] == "tie"
-    b["metrics"]["x"]["mean"] = 0.60
-    assert compare(a, b, "x")[2] == "lower"
+    d = [0.05, 0.04, 0.03, 0.06, 0.04]
+    mean = sum(d) / 5
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / 4)
+    assert diff == pytest.approx(mean)
+    assert se == pytest.approx(sd / math.sqrt(5))
+    assert verdict == "higher"
+    assert compare(b, a, "x")[2] == "lower"
+    noisy = _entry("c", [0.40, 0.60, 0.45, 0.58, 0.49])
+    assert compare(noisy, b, "x")[2] == "tie"
+    assert compare(_entry("d", [0.9]), _entry("e", [0.1]), "x")[2] == "tie"  # one seed: no test
 
 
 def test_registered() -> None:
@@ -138,6 +137,4 @@ def test_quick_study_through_the_cli(tmp_path: Path) -> None:
     curve = next(e for e in payload["scaling"] if e["M"] == 3)["curve"]
     assert [p["step"] for p in curve] == [0, 10, 20]
     # The report re-renders from results.json alone, with the same tables.
-    again = render(out).read_text(encoding="utf-8")
-    assert "re-rendered from results.json" in again
-    assert again.split("## Scaling with M")[1] == md.split("## Scaling with M")[1]
+    assert render(out).read_text(encoding="utf-8") == md

@@ -58,6 +58,36 @@ def test_volume_terms_match_references() -> None:
     assert float(out.total) == pytest.approx(uni + align + 1.0 * (u_c + vol), rel=1e-9)
 
 
+@pytest.mark.parametrize(("lc", "ld"), [(1.0, 0.0), (0.0, 1.0), (0.3, 2.0)])
+def test_separate_centroid_and_det_weights_match_references(lc: float, ld: float) -> None:
+    b = batch_of(3)
+    out = create_loss("unialign", lambda_centroid=lc, lambda_det=ld, t_c=3.0)(b)
+    zs = list(b.values())
+    n = zs[0].shape[0]
+    cent = torch.stack([unit(sum(unit(z[i]) for z in zs)) for i in range(n)])
+    u_c = uniformity_loop(cent, 3.0)
+    vol = sum(gram_det_loop([z[i] for z in zs]) for i in range(n)) / n
+    uni = sum(uniformity_loop(z, 2.0) for z in zs)
+    align = (alignment_loop(zs[0], zs[1], 2.0) + alignment_loop(zs[0], zs[2], 2.0)) / 2
+    assert float(out.total) == pytest.approx(uni + align + lc * u_c + ld * vol, rel=1e-9)
+    assert float(out.terms["uniform/centroid"]) == pytest.approx(u_c, rel=1e-9)
+    assert float(out.terms["volume"]) == pytest.approx(vol, rel=1e-9)
+
+
+def test_centroid_and_det_weights_follow_lambda_vol() -> None:
+    b = batch_of(3)
+    for kwargs in ({"preset": "retrieval"}, {"lambda_vol": 0.4}, {}):
+        loss = create_loss("unialign", **kwargs)
+        assert loss.lambda_centroid == loss.lambda_det == loss.lambda_vol
+    ref = create_loss("unialign", preset="generation")(b).total
+    same = create_loss("unialign", preset="generation", lambda_centroid=0.1, lambda_det=0.1)(b).total
+    assert torch.equal(ref, same)
+    assert "volume" not in create_loss("unialign")(b).terms
+    for name in ("lambda_centroid", "lambda_det"):
+        with pytest.raises(ValueError, match=name):
+            create_loss("unialign", **{name: -0.5})
+
+
 def test_centroid_alignment_matches_loop_and_closed_form() -> None:
     b = batch_of(4)
     zs = list(b.values())

@@ -196,9 +196,8 @@ def prompt_fingerprint() -> str:
 
 def write_prompt_store(path: str | Path, overwrite: bool = False) -> FeatureStore:
     """Encode the Fashion-MNIST phrasings with the frozen MiniLM and write them as a store at ``path``."""
-    # models/ is a floor above data/: this is the one upward import left in data/ (issue 15), kept lazy
-    # so that reading stores never loads transformers.
-    from ..models.text import MINILM_NAME, MiniLMTextEncoder
+    # kept lazy so that reading stores never loads transformers
+    from .text_encoder import MINILM_NAME, MiniLMTextEncoder
 
     texts, labels, ids, split = prompt_table()
     feats = MiniLMTextEncoder().encode(texts)

@@ -20,7 +20,9 @@ PRESETS = {"retrieval": 1.0, "generation": 0.1}
 class UniAlignLoss(MultimodalLoss):
     """UniAlign for M >= 2 modalities; there is no InfoNCE term.
 
-    ``L = lambda_uni * sum_m U_t(Z^m) + lambda_align * A + lambda_vol * (U_tc(C) + mean_i det G_i)`` with
+    ``L = lambda_uni * sum_m U_t(Z^m) + lambda_align * A + lambda_centroid * U_tc(C)
+    + lambda_det * mean_i det G_i`` with ``lambda_centroid = lambda_det = lambda_vol`` unless given, i.e.
+    ``lambda_vol * (U_tc(C) + mean_i det G_i)`` by default, and
 
     * ``U_t`` the Wang–Isola uniformity of each modality (uniformity *inside* a modality, so the
       cross-modal alignment and uniformity forces no longer act on the same pairs);
@@ -47,6 +49,8 @@ class UniAlignLoss(MultimodalLoss):
         lambda_uni: weight of the per-modality uniformity sum.
         lambda_align: weight of the alignment term.
         lambda_vol: weight of centroid uniformity + volume; default 0, or the preset's value.
+        lambda_centroid: weight of the centroid uniformity ``U_tc(C)`` alone (``None``: ``lambda_vol``).
+        lambda_det: weight of the mean Gram determinant alone (``None``: ``lambda_vol``).
         t: uniformity scale for each modality.
         t_c: uniformity scale for the centroids.
         alignment: ``"anchor"`` or ``"centroid"``.
@@ -71,6 +75,8 @@ class UniAlignLoss(MultimodalLoss):
         t_c: float = 2.0,
         alignment: str = "anchor",
         preset: str | None = None,
+        lambda_centroid: float | None = None,
+        lambda_det: float | None = None,
     ) -> None:
         super().__init__()
         if preset is not None:
@@ -86,6 +92,17 @@ class UniAlignLoss(MultimodalLoss):
         self.lambda_uni = check_positive(lambda_uni, "lambda_uni", allow_zero=True)
         self.lambda_align = check_positive(lambda_align, "lambda_align", allow_zero=True)
         self.lambda_vol = check_positive(lambda_vol, "lambda_vol", allow_zero=True)
+        # Separate weights for the two pieces of lambda_vol (ablations); None follows lambda_vol.
+        self.lambda_centroid = (
+            self.lambda_vol
+            if lambda_centroid is None
+            else check_positive(lambda_centroid, "lambda_centroid", allow_zero=True)
+        )
+        self.lambda_det = (
+            self.lambda_vol
+            if lambda_det is None
+            else check_positive(lambda_det, "lambda_det", allow_zero=True)
+        )
         self.t = check_positive(t, "t")
         self.t_c = check_positive(t_c, "t_c")
         self.alignment = check_choice(alignment, "alignment", ["anchor", "centroid"])
@@ -118,7 +135,7 @@ class UniAlignLoss(MultimodalLoss):
         terms["align"] = align
         total = self.lambda_uni * uniform_sum + self.lambda_align * align
 
-        if self.lambda_vol > 0:
+        if self.lambda_centroid > 0 or self.lambda_det > 0:
             c = F.centroid(*mods.values(), mask=stacked_mask)
             u_c = F.uniformity(c, self.t_c)
             full = None if stacked_mask is None else stacked_mask.all(dim=1)
@@ -126,7 +143,11 @@ class UniAlignLoss(MultimodalLoss):
             vol = F.gram_det(*tuples).mean() if tuples[0].shape[0] > 0 else zero
             terms["uniform/centroid"] = u_c
             terms["volume"] = vol
-            total = total + self.lambda_vol * (u_c + vol)
+            if self.lambda_centroid == self.lambda_det:
+                # One weight on the sum: bit-identical to the lambda_vol-only loss.
+                total = total + self.lambda_centroid * (u_c + vol)
+            else:
+                total = total + self.lambda_centroid * u_c + self.lambda_det * vol
         return LossOutput(total, detach_terms(terms))
 
     @staticmethod

@@ -42,9 +42,10 @@ __all__ += [
     "create_fusion_head",
 ]
 
-# L2Dir's magnitude head and the frozen text backbone (transformers is imported only when it is built).
-from .magnitude import MagnitudeHead  # noqa: E402
-from .text import (  # noqa: E402
+# L2Dir's magnitude head, and the frozen text backbone: it produces features for stores, so it lives in
+# mmgeom.data (one floor down) and is re-exported here, where the docs name it. transformers is imported
+# only when an encoder is built.
+from ..data.text_encoder import (  # noqa: E402
     TEXT_INSTALL,
     BackboneUnavailableError,
     MiniLMTextEncoder,
@@ -53,6 +54,7 @@ from .text import (  # noqa: E402
     minilm_model_path,
     text_backbone_available,
 )
+from .magnitude import MagnitudeHead  # noqa: E402
 
 __all__ += [
     "TEXT_INSTALL",

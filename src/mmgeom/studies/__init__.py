@@ -1,15 +1,18 @@
 """Reproduction studies on the bundled real data, run with ``mmgeom study NAME``.
 
-Each study lives in its own module ``mmgeom.studies.<name>`` exposing
+Each study is a package ``mmgeom.studies.<name>`` (``settings``, ``experiment``, ``report``, ...) exposing
 ``run(*, out: Path, seeds: int | None, quick: bool) -> Path``: it trains and evaluates, writes its results
-(a markdown file, JSON and plots) into ``out`` and returns the markdown file's path. Modules are imported
-only when their study runs.
+(a markdown file, JSON and plots) into ``out`` and returns the markdown file's path; and
+``render_markdown(results_json) -> str``: the markdown as a pure function of its ``results.json``
+(:func:`render_results`). Packages are imported only when their study runs. Shared pieces: ``stats`` (the
+one significance rule), ``runner``, ``tables``, ``plots``, ``results_io``, ``feature_cache``, ``probe``.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 from pathlib import Path
 
 #: Study name -> module; a study appears here once its module exists.
@@ -35,3 +38,12 @@ def run_study(name: str, *, out: Path, seeds: int | None = None, quick: bool = F
     module = importlib.import_module(STUDIES[name])
     result: Path = module.run(out=Path(out), seeds=seeds, quick=quick)
     return result
+
+
+def render_results(name: str, results_json: str | Path) -> str:
+    """The ``results.md`` text of study ``name`` regenerated from its ``results.json`` (no training)."""
+    if name not in list_studies():
+        raise ValueError(f"study: unknown name {name!r}; available: {list_studies()}")
+    payload = json.loads(Path(results_json).read_text(encoding="utf-8"))
+    text: str = importlib.import_module(STUDIES[name]).render_markdown(payload)
+    return text

@@ -6,16 +6,17 @@ cannot leave a stale claim behind; :func:`render` rewrites the markdown from a s
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .._io import atomic_write_text
-from .common import format_mean_std, markdown_table
+from ..._io import atomic_write_text
+from ..results_io import read_json
+from ..tables import format_mean_std, markdown_table
+from .settings import grid_name
 
 #: Metric -> (title, lower is better).
 METRIC_TITLES: dict[str, tuple[str, bool]] = {
@@ -186,8 +187,13 @@ def answers(task_name: str, task: Mapping[str, Any], spaces: Sequence[str]) -> l
     return lines
 
 
-def write_report(out: Path, payload: Mapping[str, Any]) -> Path:
-    """Write ``results.md`` from the study's payload."""
+def render_markdown(payload: Mapping[str, Any], grids: Collection[str] | None = None) -> str:
+    """The text of ``results.md`` from a ``results.json`` payload (a pure function: no files, no clock).
+
+    Args:
+        payload: the study's ``results.json``.
+        grids: the grid PNG names present (``None``: every grid a full run writes is shown).
+    """
     spaces = list(payload["spaces"])
     s = payload["settings"]
     lines = [
@@ -265,18 +271,17 @@ def write_report(out: Path, payload: Mapping[str, Any]) -> Path:
                 "order of the tables.",
                 "",
             ]
-            from .generation import grid_name
-
             for sp in spaces:
                 file = grid_name(name, sp, dec)
-                if (out / file).exists():
+                if grids is None or file in grids:
                     lines += [f"{sp}:", "", f"![{name} {sp} {dec}]({file})", ""]
-    path = out / "results.md"
-    atomic_write_text(path, "\n".join(lines).rstrip() + "\n")
-    return path
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def render(out: Path) -> Path:
-    """Rewrite ``results.md`` from the ``results.json`` in ``out``."""
-    payload = json.loads((Path(out) / "results.json").read_text())
-    return write_report(Path(out), payload)
+    """Rewrite ``results.md`` from the ``results.json`` in ``out`` (grids: those present in ``out``)."""
+    out = Path(out)
+    payload = read_json(out / "results.json")
+    path = out / "results.md"
+    atomic_write_text(path, render_markdown(payload, grids={p.name for p in out.glob("grid-*.png")}))
+    return path

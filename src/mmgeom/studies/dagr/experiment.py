@@ -1,22 +1,7 @@
-"""DAGR study: does the dispersive-and-anchoring regulariser help multimodal fusion classifiers here?
-
-``mmgeom study dagr [--quick] [--seeds N] [--out DIR]`` trains concatenation-fusion classifiers (and a
-late-fusion control) on three real multi-view problems whose views differ in quality:
-
-* ``facmor``: mfeat ``fac`` (216 profile correlations, strong) + ``mor`` (6 morphological features, weak);
-* ``mfeat6``: all six mfeat views, ``pix`` (the 16x15 digit image) through a small CNN;
-* ``fashion``: Fashion-MNIST left/right 28x14 halves through small CNNs (10k train / 2k val rows of the
-  training file, the first 2k test images), skipped with a message when the Debian package is absent.
-
-For each training mode (joint cross-entropy, DGL-style, OGM-GE-style) it runs the plain task loss, + DAGR,
-and the three DAGR ablations (dispersion only, anchor only, always-on anchor), over several seeds, and
-reports fused / unimodal / missing-modality accuracy, linear probes, drift, effective rank and curves.
-DAGR's weights are picked per dataset by a tiny validation sweep. Reference: Xia et al., arXiv 2601.21670.
-"""
+"""The DAGR study's datasets, models and runs."""
 
 from __future__ import annotations
 
-import itertools
 import sys
 import time
 from collections.abc import Sequence
@@ -24,8 +9,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..classify import ClassifyConfig, evaluate_classifier, train_classifier
-from ..data import (
+from ...classify import ClassifyConfig, evaluate_classifier, train_classifier
+from ...data import (
     MultiViewDataset,
     Standardizer,
     fashion_mnist_available,
@@ -33,55 +18,11 @@ from ..data import (
     load_fashion_mnist_halves,
     split_and_standardize,
 )
-from ..models import FusionClassifier, create_head
-from ..seeding import seed_everything
-from .common import study_command, torch_threads
-from .dagr_report import render, write_report
-
-__all__ = [
-    "SWEEP",
-    "VARIANTS",
-    "Problem",
-    "Setting",
-    "build_model",
-    "dagr_kwargs",
-    "one_run",
-    "problems",
-    "render",
-    "run",
-    "sweep",
-]
-
-#: Regulariser variants: name -> DAGR ``mode`` (``None``: no regulariser).
-VARIANTS: dict[str, str | None] = {
-    "none": None,
-    "dagr": "full",
-    "disp-only": "dispersion_only",
-    "anchor-only": "anchor_only",
-    "always-on": "always_on",
-}
-_BANDS: tuple[float | str, ...] = ("auto", 0.5)
-#: The validation sweep: (lambda_d, lambda_a, delta) candidates for the full regulariser. On exact ties
-#: the first wins: the calibrated band, then the library's default lambda_a = 1.
-SWEEP: list[tuple[float, float, float | str]] = [
-    (ld, la, d) for d, ld, la in itertools.product(_BANDS, (0.1, 0.3, 1.0), (1.0, 0.1))
-]
-#: Metrics whose per-epoch curves are kept (mean over modalities / pairs).
-CURVES = ("fused", "unimodal/mean", "drift/mean", "rank/mean", "margin/mean", "cos_gap/mean")
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One row of the results: training mode, fusion head, regulariser variant."""
-
-    mode: str
-    variant: str
-    fusion: str = "concat"
-
-    @property
-    def name(self) -> str:
-        head = "" if self.fusion == "concat" else f"{self.fusion}/"
-        return head + self.mode + ("" if self.variant == "none" else f"+{self.variant}")
+from ...models import FusionClassifier, create_head
+from ...seeding import seed_everything
+from ..runner import study_command, torch_threads
+from .report import write_report
+from .settings import CURVES, SWEEP, VARIANTS, Parts, Setting, _settings
 
 
 @dataclass
@@ -99,17 +40,6 @@ class Problem:
     settings: list[Setting]
     note: str = ""
     probe_iters: int = 100
-
-
-def _settings(ablate: tuple[str, ...], late: bool) -> list[Setting]:
-    out = []
-    for mode in ("joint", "dgl", "ogm_ge"):
-        variants = list(VARIANTS) if mode in ablate else ["none", "dagr"]
-        out += [Setting(mode, v) for v in variants]
-    return [*out, Setting("joint", "none", "late"), Setting("joint", "dagr", "late")] if late else out
-
-
-Parts = tuple[MultiViewDataset, MultiViewDataset, MultiViewDataset]
 
 
 def _mfeat(views: list[str] | None, quick: bool) -> Parts:

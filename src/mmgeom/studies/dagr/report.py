@@ -7,12 +7,15 @@ from paired per-seed differences.
 
 from __future__ import annotations
 
-import json
+import copy
 import math
 from pathlib import Path
 from typing import Any
 
-from ..classify.report import (
+from ..plots import line_plots
+from ..results_io import read_json, write_json
+from ..tables import markdown_table
+from .summaries import (
     cell,
     clear_sign,
     curve_panel,
@@ -22,7 +25,6 @@ from ..classify.report import (
     paired_delta,
     summarize,
 )
-from .common import line_plots, markdown_table, write_json
 
 _MODE_TITLES = {"joint": "joint CE", "dgl": "DGL-style", "ogm_ge": "OGM-GE-style"}
 _VERDICT = {1: "yes", -1: "no (worse)", 0: "no clear difference"}
@@ -71,6 +73,11 @@ def _answers(name: str, runs: Runs) -> tuple[list[str], list[list[str]]]:
     return lines, rows
 
 
+def plot_file(name: str) -> str:
+    """File name of one dataset's curve PNG."""
+    return f"{name}_curves.png"
+
+
 def _plot(out: Path, name: str, runs: Runs) -> str:
     """Drift, effective rank and fused accuracy over epochs: one row of panels per training mode."""
     panels = []
@@ -83,12 +90,12 @@ def _plot(out: Path, name: str, runs: Runs) -> str:
                 curve_panel(group, "rank/mean", title=f"{title}: effective rank", ylabel="eff. rank (mean)"),
                 curve_panel(group, "fused", title=f"{title}: fused test accuracy", ylabel="accuracy"),
             ]
-    file = f"{name}_curves.png"
+    file = plot_file(name)
     line_plots(out / file, panels, ncols=3, width=3.6)
     return file
 
 
-def _section(out: Path, name: str, prob: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+def _section(name: str, prob: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     runs: Runs = prob["runs"]
     summaries = {k: summarize(v) for k, v in runs.items()}
     first = next(iter(summaries.values()))
@@ -150,7 +157,7 @@ def _section(out: Path, name: str, prob: dict[str, Any]) -> tuple[list[str], lis
         ("rank", "Effective rank per modality"),
     ):
         sec += [f"### {title}", "", modality_table(summaries, prefix, mods), ""]
-    png = _plot(out, name, runs)
+    png = plot_file(name)
     sec += [f"![drift, effective rank and fused accuracy over epochs]({png})", ""]
     return sec, rows
 
@@ -227,7 +234,9 @@ def write_report(out: Path, record: dict[str, Any], command: str) -> Path:
     return render(out)
 
 
-def _markdown(out: Path, record: dict[str, Any]) -> Path:
+def render_markdown(results: dict[str, Any]) -> str:
+    """The text of ``results.md`` from a ``results.json`` payload (a pure function: no files, no clock)."""
+    record = _with_nans(results)
     command = record["command"]
     md = [
         "# DAGR on multimodal fusion classification",
@@ -244,16 +253,14 @@ def _markdown(out: Path, record: dict[str, Any]) -> Path:
     ]
     sections, rows = [], []
     for name, prob in record["problems"].items():
-        sec, r = _section(out, name, prob)
+        sec, r = _section(name, prob)
         sections += sec
         rows += r
     header = ["dataset", "training", "Δ fused", "fused up?", "Δ unimodal (zero-pad)", "unimodal up?"]
     md += _overall(record["problems"])
     md += ["## Summary: DAGR − plain, paired by seed", "", markdown_table(header, rows), "", _READING, ""]
     md += sections
-    path = out / "results.md"
-    path.write_text("\n".join(md) + "\n", encoding="utf-8")
-    return path
+    return "\n".join(md) + "\n"
 
 
 _READING = """\
@@ -264,18 +271,28 @@ omitted); *probe* is a logistic regression fitted on that modality's frozen trai
 *drift* is E‖z^m − z^n‖² of the normalised pre-fusion embeddings (mean over pairs, in [0, 4]);
 *eff. rank* the effective rank (mean over modalities); *margin* the semantic margin; *cos gap* the
 positive minus negative pair cosine. "± x" is the sample std over seeds. Δ values are paired per-seed
-differences; a difference counts as clear ("yes" / "no (worse)") when its mean is beyond two standard
-errors and a majority of seeds agree, otherwise "no clear difference"."""
+differences; a difference counts as clear ("yes" / "no (worse)") when a two-sided paired t-test over
+the seeds gives p < 0.05, otherwise "no clear difference"."""
+
+
+def _with_nans(results: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``results`` with the runs' ``null`` values (how write_json stores NaN) back to NaN."""
+    record = copy.deepcopy(results)
+    nan = float("nan")
+    for prob in record["problems"].values():
+        for runs in prob["runs"].values():
+            for r in runs:
+                r["final"] = {k: nan if v is None else v for k, v in r["final"].items()}
+                r["curves"] = {k: [nan if v is None else v for v in c] for k, c in r["curves"].items()}
+    return record
 
 
 def render(out: Path) -> Path:
     """Rewrite ``results.md`` and the plots of a finished study from its ``results.json`` (no training)."""
     out = Path(out)
-    record = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    nan = float("nan")
-    for prob in record["problems"].values():  # write_json stores NaN as null
-        for runs in prob["runs"].values():
-            for r in runs:
-                r["final"] = {k: nan if v is None else v for k, v in r["final"].items()}
-                r["curves"] = {k: [nan if v is None else v for v in c] for k, c in r["curves"].items()}
-    return _markdown(out, record)
+    results = read_json(out / "results.json")
+    for name, prob in _with_nans(results)["problems"].items():
+        _plot(out, name, prob["runs"])
+    path = out / "results.md"
+    path.write_text(render_markdown(results), encoding="utf-8")
+    return path

@@ -1,0 +1,27 @@
+"""UniAlign modality-scaling study on the six real views of UCI Multiple Features (``mmgeom study unialign``).
+
+UniAlign (Yin et al., arXiv 2602.09507) claims that with more modalities InfoNCE's alignment and
+uniformity forces cancel (``zeta -> 1``) and multi-way positives disagree (``chi`` grows), and that
+intra-modal uniformity + anchor alignment fixes it. This study measures that on real data:
+
+* **scaling**: ``M = 2..6`` views added in the fixed order :data:`VIEW_ORDER` (anchor ``pix``, the image
+  view, first), six losses (:data:`LOSSES`), several seeds each; test-split cross-view retrieval
+  (anchor <-> each other view), linear-probe accuracy on frozen embeddings, and the geometry (``zeta``,
+  ``chi``, Hölder divergence, modality gap, uniformity, effective rank as a collapse check);
+* **ablation** of each UniAlign term at ``M = 6`` (:data:`ABLATIONS`);
+* **anchor sweep** over all six views at ``M = 6`` (UniAlign anchor and InfoNCE anchor);
+* **training curves**: ``zeta``, ``chi``, Hölder and hit@1 every few steps of every ``M = 6`` run.
+
+Outputs in ``out``: ``results.md`` (tables of mean ± std over seeds, answers, embedded plots),
+``results.json`` (settings, aggregates, every run) and the PNG plots. Every sentence of ``results.md``
+that states a finding is generated from the numbers (:func:`write_report`), so a re-run cannot leave
+stale claims behind.
+
+Modules: settings (views, sizes, losses), experiment (training and measurements), answers (generated
+prose), figures (PNGs), report (``results.md`` from ``results.json``).
+"""
+
+from .experiment import run
+from .report import render, render_markdown
+
+__all__ = ["render", "render_markdown", "run"]
