@@ -52,8 +52,6 @@ def run_task(data: TaskData, settings: StudySettings, log: Callable[[str], None]
     }
 
 
-#: Two-sided 95% critical values of Student's t, df = 1..10 (df > 10 uses df = 10: conservative).
-_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
 
 
 def run(*, out: Path, seeds: int | None = None, quick: bool = False) -> Path:
