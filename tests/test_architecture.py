@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "mmgeom"
 
 #: Floors from the ground up; a folder imports only from its own folder and from lower floors.
 FLOORS: list[set[str]] = [
-    {"__init__", "version", "errors", "_io", "seeding", "_paths", "_registry", "_validation"},
+    {"__init__", "version", "errors", "_io", "seeding", "_paths", "_registry", "_validation", "_deprecation"},
     {"functional", "retrieval"},
     {"data"},
     {"losses", "geometry", "models"},

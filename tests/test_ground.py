@@ -225,3 +225,14 @@ def test_write_json_rounds_floats_and_nulls_non_finite(tmp_path):
         "1": [1, 2],
     }
     assert path.read_text().startswith('{\n "acc": 0.123,') and path.read_text().endswith("}\n")
+
+
+def test_moved_names_warn_and_resolve() -> None:
+    from mmgeom._deprecation import moved_names
+
+    getattr_, dir_ = moved_names("old.place", {"sqrt": "math"})
+    with pytest.warns(DeprecationWarning, match=r"old\.place\.sqrt moved to math\.sqrt"):
+        assert getattr_("sqrt")(9.0) == 3.0
+    with pytest.raises(AttributeError, match="'old.place' has no attribute 'cos'"):
+        getattr_("cos")
+    assert dir_() == ["sqrt"]

@@ -6,9 +6,7 @@ name at attribute access, so ``classify`` (a lower floor) has no import of ``stu
 
 from __future__ import annotations
 
-import importlib
-import warnings
-from typing import Any
+from .._deprecation import moved_names
 
 _NEW = "mmgeom.studies.dagr.summaries"
 _NAMES = (
@@ -25,17 +23,4 @@ _NAMES = (
 
 __all__ = list(_NAMES)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _NAMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(
-        f"mmgeom.classify.report.{name} moved to {_NEW}.{name}; import it from there",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return getattr(importlib.import_module(_NEW), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = moved_names(__name__, dict.fromkeys(_NAMES, _NEW))

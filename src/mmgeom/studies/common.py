@@ -17,9 +17,7 @@ Importing a name from here still works and emits a :class:`DeprecationWarning` n
 
 from __future__ import annotations
 
-import importlib
-import warnings
-from typing import Any
+from .._deprecation import moved_names
 
 _MOVED: dict[str, str] = {
     "torch_threads": "mmgeom.studies.runner",
@@ -44,18 +42,4 @@ _MOVED: dict[str, str] = {
 
 __all__ = sorted(_MOVED)
 
-
-def __getattr__(name: str) -> Any:
-    module = _MOVED.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(
-        f"mmgeom.studies.common.{name} moved to {module}.{name}; import it from there",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = moved_names(__name__, _MOVED)

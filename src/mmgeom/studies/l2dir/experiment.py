@@ -52,8 +52,6 @@ def run_task(data: TaskData, settings: StudySettings, log: Callable[[str], None]
     }
 
 
-
-
 def run(*, out: Path, seeds: int | None = None, quick: bool = False) -> Path:
     """Run the study into ``out`` (``seeds=None``: 5, or 1 with ``quick``); returns ``results.md``.
 
