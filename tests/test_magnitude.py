@@ -9,7 +9,7 @@ import torch
 
 from mmgeom.losses import create_loss
 from mmgeom.models import MagnitudeHead
-from mmgeom.models.magnitude import inverse_softplus
+from mmgeom.models.magnitude import inverse_softplus, weight_decay_groups
 
 
 def batch(n: int = 8, d: int = 6, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -109,3 +109,84 @@ def test_forward_validation_names_the_modality() -> None:
         head(torch.zeros(2, 3))
     with pytest.raises(ValueError, match="text: expected floating-point features"):
         head(torch.zeros(2, 4, dtype=torch.long))
+
+
+def test_input_layernorm_is_off_by_default_and_can_be_kept() -> None:
+    assert not any(isinstance(m, torch.nn.LayerNorm) for m in MagnitudeHead(4).modules())
+    assert isinstance(MagnitudeHead(4, input_norm=True).net[0], torch.nn.LayerNorm)
+    with pytest.raises(ValueError, match="input_norm must be a bool"):
+        MagnitudeHead(4, input_norm=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="decay_weights must be a bool"):
+        MagnitudeHead(4, decay_weights="no")  # type: ignore[arg-type]
+
+
+def test_no_weight_decay_names_every_parameter_by_default() -> None:
+    head = MagnitudeHead(4, input_norm=True)
+    assert head.no_weight_decay() == {n for n, _ in head.named_parameters()}
+    kept = MagnitudeHead(4, input_norm=True, decay_weights=True).no_weight_decay()
+    assert kept == {"net.0.weight", "net.0.bias", "net.1.bias", "net.3.bias"}  # LayerNorm and biases
+
+
+def test_weight_decay_groups_exempt_the_magnitude_heads() -> None:
+    model = torch.nn.ModuleDict(
+        {
+            "proj": torch.nn.Linear(4, 3),
+            "mags": torch.nn.ModuleDict(
+                {"text": MagnitudeHead(4), "image": MagnitudeHead(4, decay_weights=True)}
+            ),
+        }
+    )
+    model["proj"].bias.requires_grad_(False)
+    groups = weight_decay_groups(model, 0.05)
+    decayed, exempt = ({id(p) for p in g["params"]} for g in groups)
+    assert [g["weight_decay"] for g in groups] == [0.05, 0.0]
+    assert decayed == {
+        id(model["proj"].weight),
+        *(id(m.weight) for m in model["mags"]["image"].net if hasattr(m, "weight")),
+    }
+    assert exempt == {id(p) for p in model["mags"]["text"].parameters()} | {
+        id(m.bias) for m in model["mags"]["image"].net if hasattr(m, "bias")
+    }
+    only_heads = weight_decay_groups(MagnitudeHead(4), 0.1)
+    assert len(only_heads) == 1 and only_heads[0]["weight_decay"] == 0.0
+    torch.optim.AdamW(groups, lr=1e-3)  # a valid optimiser spec
+    with pytest.raises(ValueError, match="weight_decay"):
+        weight_decay_groups(model, -1.0)
+
+
+@pytest.mark.parametrize("centered", [True, False])
+def test_reconstruction_loss_regresses_the_feature_norm(centered: bool) -> None:
+    torch.manual_seed(0)
+    head = MagnitudeHead(5, hidden=8)
+    x = torch.randn(7, 5, dtype=torch.float64) * torch.arange(1, 8, dtype=torch.float64)[:, None]
+    r = head.double()(x)
+    lr = [math.log(float(v)) for v in r.detach()]
+    lt = [math.log(math.sqrt(sum(float(a) ** 2 for a in row))) for row in x]
+    if centered:
+        lr = [v - sum(lr) / 7 for v in lr]
+        lt = [v - sum(lt) / 7 for v in lt]
+    expected = sum((a - b) ** 2 for a, b in zip(lr, lt, strict=True)) / 7
+    assert float(head.reconstruction_loss(x, centered=centered).detach()) == pytest.approx(
+        expected, rel=1e-10
+    )
+    assert float(head.reconstruction_loss(x, r, centered=centered).detach()) == pytest.approx(
+        expected, rel=1e-10
+    )
+    with pytest.raises(ValueError, match=r"input: r: expected shape \(7,\)"):
+        head.reconstruction_loss(x, r[:3])
+
+
+def test_reconstruction_makes_the_head_track_feature_norms() -> None:
+    # With the reconstruction target the magnitudes vary with the frozen feature's norm (not a constant).
+    torch.manual_seed(0)
+    x = torch.randn(64, 6) * torch.linspace(0.5, 4.0, 64)[:, None]
+    head = MagnitudeHead(6, hidden=16)
+    opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+    for _ in range(150):
+        opt.zero_grad()
+        head.reconstruction_loss(x).backward()
+        opt.step()
+    with torch.no_grad():
+        r = head(x)
+    corr = torch.corrcoef(torch.stack([r.log(), x.norm(dim=1).log()]))[0, 1]
+    assert float(r.std() / r.mean()) > 0.2 and float(corr) > 0.9

@@ -11,6 +11,14 @@ from .centroid import centroid, centroid_alignment, tuple_mean
 from .conflict import alignment_force, conflict_scores, uniformity_force
 from .contrastive import info_nce, info_nce_from_logits, positive_targets, siglip_loss
 from .holder import kde_holder_divergence, kde_log_product_integral
+from .l2dir import (
+    info_tn,
+    magnitude_reconstruction,
+    norm_difference_logits,
+    release_objective,
+    release_pair_term,
+    tn_similarity,
+)
 from .norms import logcos_distance, tn_distance
 from .spectral import spectral_entropy
 from .uniformity import dispersion, gaussian_potential, uniformity
@@ -30,15 +38,21 @@ __all__ = [
     "gram_volume_matrix",
     "info_nce",
     "info_nce_from_logits",
+    "info_tn",
     "kde_holder_divergence",
     "kde_log_product_integral",
     "logcos_distance",
+    "magnitude_reconstruction",
+    "norm_difference_logits",
     "normalize",
     "paired_sq_dists",
     "positive_targets",
+    "release_objective",
+    "release_pair_term",
     "siglip_loss",
     "spectral_entropy",
     "tn_distance",
+    "tn_similarity",
     "tuple_mean",
     "uniformity",
     "uniformity_force",

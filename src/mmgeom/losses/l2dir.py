@@ -1,4 +1,4 @@
-"""L2Dir: InfoNCE on directions plus L2-norm alignment of positive pairs."""
+"""L2Dir: a contrastive term on directions plus L2-norm alignment of positive pairs; the public release."""
 
 from __future__ import annotations
 
@@ -6,60 +6,99 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+import torch.nn.functional as nnf
 from torch import Tensor
 
 from .. import functional as F
 from .._validation import check_choice, check_positive, validation_enabled
+from ..functional.l2dir import RELEASE_TEMPERATURE
 from .base import LossOutput, MultimodalLoss, detach_terms
 from .pairs import PairSpec, resolve_pairs, validate_pair_spec
 from .registry import register_loss
 from .temperature import Temperature
 
 
-def _check_magnitudes(magnitudes: Mapping[str, Tensor], mods: Mapping[str, Tensor]) -> None:
+def _check_magnitudes(
+    magnitudes: Mapping[str, Tensor], mods: Mapping[str, Tensor], name: str = "magnitudes"
+) -> None:
     if not isinstance(magnitudes, Mapping):
-        raise ValueError(
-            f"magnitudes: expected a dict modality -> (B,) tensor, got {type(magnitudes).__name__}"
-        )
-    for name, r in magnitudes.items():
-        if name not in mods:
-            raise ValueError(f"magnitudes: unknown modality {name!r}; the batch has {list(mods)}")
-        rows = mods[name].shape[0]
+        raise ValueError(f"{name}: expected a dict modality -> (B,) tensor, got {type(magnitudes).__name__}")
+    for mod, r in magnitudes.items():
+        if mod not in mods:
+            raise ValueError(f"{name}: unknown modality {mod!r}; the batch has {list(mods)}")
+        rows = mods[mod].shape[0]
         if not isinstance(r, Tensor) or tuple(r.shape) != (rows,):
             got = tuple(r.shape) if isinstance(r, Tensor) else type(r).__name__
-            raise ValueError(f"magnitudes[{name!r}]: expected shape ({rows},), got {got}")
+            raise ValueError(f"{name}[{mod!r}]: expected shape ({rows},), got {got}")
         if validation_enabled() and not bool((torch.isfinite(r) & (r > 0)).all()):
-            raise ValueError(f"magnitudes[{name!r}]: expected finite values > 0 (softplus output)")
+            raise ValueError(f"{name}[{mod!r}]: expected finite values > 0")
 
 
 @register_loss("l2dir")
 class L2DirLoss(MultimodalLoss):
-    """``L = InfoNCE(ẑ_q, ẑ_p; tau) + lambda_n * mean_i ||u_i - v_i|| / (||u_i|| + ||v_i||)``.
+    """L2Dir: directions by a contrastive term, L2 norms of positive pairs aligned; or the public release.
 
-    The inputs are the raw outputs of the projection heads; their directions ``ẑ`` are trained by InfoNCE.
-    Each example's magnitude ``r`` comes from ``magnitudes`` (the :class:`~mmgeom.models.MagnitudeHead`
-    output, reconstructed from frozen backbone features) or, when absent, from the L2 norm of the raw
-    input. The full vectors ``u = r_q ẑ_q`` and ``v = r_p ẑ_p`` of row i's positive pair are pulled
-    together by the TN distance, which is zero only for equal norms *and* directions; gradients flow into
-    the magnitudes.
+    ``variant="paper"`` (default), for each modality pair (query side ``q``, target side ``p``)::
 
-    ``norm_term="logcos"`` weights the TN distance by ``-log cos`` (the TNCSE form). ``variant="release"``
-    reproduces the authors' public code so that the difference can be measured: the magnitudes are
-    detached (no gradient) and the norm term pairs row ``2k`` with row ``2k + 1`` of the stacked
-    ``[u; v]`` instead of each query with its own positive (mostly two different examples of the same
-    modality). With more than two modalities the loss averages over modality pairs like
-    :class:`InfoNCELoss`.
+        L = C + lambda_n * mean_i d(u_i, v_i)  (+ reconstruction_weight * R, once per batch)
+
+    with ``ẑ = h / ||h||`` the direction of the raw input ``h``, ``r`` its magnitude and ``u = r_q ẑ_q``,
+    ``v = r_p ẑ_p`` the full vectors; gradients flow into the magnitudes.
+
+    * ``objective="infonce"``: ``C = InfoNCE(ẑ_q, ẑ_p; τ)`` (cosine logits; magnitudes play no part in
+      the ranking). ``objective="infotn"``: ``C = (CE(S_TN/τ, T) + CE(S_TNᵀ/τ, T)) / 2`` with
+      ``S_TN[i, j] = 1 - ||u_i - v_j|| / (||u_i|| + ||v_j||)`` and ``T`` the identity (or the same-label
+      targets) — each example's magnitude takes part in the ranking, so a magnitude that varies can pay.
+    * ``d`` is the TN distance ``||u_i - v_i|| / (||u_i|| + ||v_i||)`` (``norm_term="tn"``) or
+      ``-log(max(cos_i, 1e-4)) · ||u_i - v_i|| / (2(||u_i|| + ||v_i||))`` (``"logcos"``, TNCSE form).
+    * ``r``: ``magnitude_source="auto"`` takes ``magnitudes[m]`` (e.g. a
+      :class:`~mmgeom.models.MagnitudeHead` on frozen features) where given and otherwise the
+      pre-normalisation norm ``||h||`` of the input; ``"head_norm"`` always takes ``||h||`` (the head's
+      own output carries the magnitude, as in the release) and refuses ``magnitudes``.
+    * ``R = mean_m magnitude_reconstruction(r_m, t_m)`` over the modalities in ``magnitude_targets`` (e.g.
+      the frozen features' own L2 norms): the squared error of log-magnitudes, centred
+      (``reconstruction="centered"``, relative pattern only) or not (``"absolute"``).
+
+    ``variant="release"`` is the public code's returned objective (``src/loss.py`` of
+    ``tianyuzong/L2Dir_ACL2026``, ``InfoTNLoss``), per modality pair::
+
+        L = 0.5 * L_pair + 0.5 * CE(N / τ_r, diagonal targets),   τ_r = release_temperature = 0.02
+        L_pair = mean_k -log(clamp(cos(q̂_{2k}, p̂_{2k+1}), 1e-6, 1))
+                        * ||u_{2k} - v_{2k+1}|| / (2(||u_{2k}|| + ||v_{2k+1}||))
+        N[i, j] = ||q̂_i|| - ||p̂_j||
+
+    Query row ``2k`` meets target row ``2k + 1`` *across* the two sides (``k < floor(B/2)``; with an odd
+    ``B`` the last row is unpaired and left out of ``L_pair``). ``N`` is computed on the already
+    normalised directions, so it is ≈ 0 everywhere and that CE is ≈ ``log B`` — transcribed as published.
+    The CE is one-directional (query rows), with diagonal targets even when ``labels`` are given. ``u``,
+    ``v`` are the full vectors ``r ẑ`` taken as constants (detached): the public gradient cache keeps only
+    the gradient of the normalised embeddings, so neither the magnitudes nor the un-normalised vectors
+    receive one; the directions train through ``-log cos`` (and the ≈ 0 gradient of the CE). InfoNCE
+    ``CE(q̂ p̂ᵀ / τ_r)`` and InfoTN ``CE(S_TN / τ_r)`` (one-directional, as the public code) are returned
+    in ``terms`` only, for logging. ``temperature``, ``lambda_n`` and ``norm_term`` are not used there.
+
+    With more than two modalities the loss averages over modality pairs like :class:`InfoNCELoss`.
 
     Reference: Zong et al., "L2-norm alignment and Directional consistency", ACL 2026.
 
     Args:
-        temperature: InfoNCE ``tau``.
-        learnable_temperature: learn ``ln(1/tau)`` clamped to ``[0, ln 100]``.
-        lambda_n: weight of the norm-alignment term.
-        norm_term: ``"tn"`` or ``"logcos"``.
-        variant: ``"paper"`` (as described) or ``"release"`` (the public code's behaviour).
+        temperature: ``τ`` of the paper variant's contrastive term.
+        learnable_temperature: learn ``ln(1/τ)`` clamped to ``[0, ln 100]``.
+        lambda_n: weight of the norm-alignment term (paper variant).
+        norm_term: ``"tn"`` or ``"logcos"`` (paper variant).
+        variant: ``"paper"`` or ``"release"`` (the public code's objective, above).
         pairs: ``"all"``, ``"anchor"`` or explicit pairs.
         anchor: anchor for ``pairs="anchor"``.
+        objective: ``"infonce"`` or ``"infotn"`` — the paper variant's contrastive term.
+        magnitude_source: ``"auto"`` or ``"head_norm"`` (where ``r`` comes from).
+        reconstruction_weight: weight of ``R`` (>= 0; > 0 needs ``magnitude_targets`` at call time).
+        reconstruction: ``"centered"`` or ``"absolute"``
+            (:func:`mmgeom.functional.magnitude_reconstruction`).
+        release_temperature: ``τ_r`` of the release variant (> 0).
+
+    Raises:
+        ValueError: an unknown option or a bad value, naming the argument; ``objective="infotn"`` or
+            ``reconstruction_weight > 0`` with ``variant="release"`` (the release has neither).
 
     Example:
         >>> loss = L2DirLoss(lambda_n=0.5)
@@ -78,57 +117,130 @@ class L2DirLoss(MultimodalLoss):
         variant: str = "paper",
         pairs: PairSpec = "all",
         anchor: str | None = None,
+        objective: str = "infonce",
+        magnitude_source: str = "auto",
+        reconstruction_weight: float = 0.0,
+        reconstruction: str = "centered",
+        release_temperature: float = RELEASE_TEMPERATURE,
     ) -> None:
         super().__init__()
         self.temperature = Temperature(temperature, learnable_temperature)
         self.lambda_n = check_positive(lambda_n, "lambda_n", allow_zero=True)
         self.norm_term = check_choice(norm_term, "norm_term", ["tn", "logcos"])
         self.variant = check_choice(variant, "variant", ["paper", "release"])
+        self.objective = check_choice(objective, "objective", ["infonce", "infotn"])
+        self.magnitude_source = check_choice(magnitude_source, "magnitude_source", ["auto", "head_norm"])
+        self.reconstruction_weight = check_positive(
+            reconstruction_weight, "reconstruction_weight", allow_zero=True
+        )
+        self.reconstruction = check_choice(reconstruction, "reconstruction", ["centered", "absolute"])
+        self.release_temperature = check_positive(release_temperature, "release_temperature")
+        if self.variant == "release" and self.objective != "infonce":
+            raise ValueError(
+                f"objective: {objective!r} applies to variant='paper'; the release has its own objective"
+            )
+        if self.variant == "release" and self.reconstruction_weight > 0:
+            raise ValueError(
+                "reconstruction_weight: must be 0 with variant='release' (its magnitudes get no gradient)"
+            )
         validate_pair_spec(pairs)
         if anchor is not None and pairs == "all":
             pairs = "anchor"
         self.pairs, self.anchor = pairs, anchor
 
     def _norm_distance(self, u: Tensor, v: Tensor) -> Tensor:
-        if self.variant == "release":
-            stacked = torch.cat([u, v], dim=0)
-            u, v = stacked[0::2], stacked[1::2]
         if self.norm_term == "tn":
             return F.tn_distance(u, v).mean()
         return F.logcos_distance(u, v).mean()
+
+    def _radius(
+        self, mods: Mapping[str, Tensor], magnitudes: Mapping[str, Tensor] | None
+    ) -> dict[str, Tensor]:
+        """Each modality's magnitude ``r``: given, or the pre-normalisation norm of the input."""
+        given = dict(magnitudes or {})
+        if given and self.magnitude_source == "head_norm":
+            raise ValueError(
+                "magnitudes: not accepted with magnitude_source='head_norm' (r is the input's own norm)"
+            )
+        if given:
+            _check_magnitudes(given, mods)
+        out: dict[str, Tensor] = {}
+        for m, z in mods.items():
+            dt = torch.float64 if z.dtype == torch.float64 else torch.float32  # the accumulation dtype
+            out[m] = given[m] if m in given else z.to(dt).norm(dim=1)
+        return out
 
     def compute(
         self,
         mods: dict[str, Tensor],
         labels: Tensor | None = None,
         magnitudes: Mapping[str, Tensor] | None = None,
+        magnitude_targets: Mapping[str, Tensor] | None = None,
         **kwargs: Any,
     ) -> LossOutput:
-        given = dict(magnitudes or {})
-        if given:
-            _check_magnitudes(given, mods)
-        full: dict[str, Tensor] = {}
-        radius: dict[str, Tensor] = {}
-        for m, z in mods.items():
-            direction = F.normalize(z)
-            r = given[m] if m in given else z.to(direction.dtype).norm(dim=1)
-            # The public code never back-propagates into the magnitudes.
-            radius[m] = r.detach() if self.variant == "release" else r
-            full[m] = direction * radius[m].to(direction.dtype).unsqueeze(1)
+        targets = dict(magnitude_targets or {})
+        if targets:
+            if self.reconstruction_weight == 0:
+                raise ValueError("magnitude_targets: given but reconstruction_weight is 0")
+            _check_magnitudes(targets, mods, "magnitude_targets")
+        elif self.reconstruction_weight > 0:
+            raise ValueError("reconstruction_weight: > 0 needs magnitude_targets (e.g. frozen feature norms)")
+        radius = self._radius(mods, magnitudes)
+        if self.variant == "release":
+            return self._release(mods, radius)
 
+        direction = {m: F.normalize(z) for m, z in mods.items()}
+        full = {m: direction[m] * radius[m].to(direction[m].dtype).unsqueeze(1) for m in mods}
         tau = self.temperature()
         terms: dict[str, Tensor] = {}
         total: Tensor | None = None
         triples = resolve_pairs(self.pairs, list(mods), self.anchor)
         for m, n, w in triples:
-            nce = F.info_nce(mods[m], mods[n], tau, labels)
+            if self.objective == "infonce":
+                contrast = F.info_nce(mods[m], mods[n], tau, labels)
+            else:
+                contrast = F.info_tn(full[m], full[n], tau, labels)
             norm = self._norm_distance(full[m], full[n])
-            terms[f"infonce/{m}-{n}"] = nce
+            terms[f"{self.objective}/{m}-{n}"] = contrast
             terms[f"norm/{m}-{n}"] = norm
-            value = w * (nce + self.lambda_n * norm)
+            value = w * (contrast + self.lambda_n * norm)
             total = value if total is None else total + value
         assert total is not None
+        total = total / sum(w for _, _, w in triples)
+        if targets:
+            recon = {
+                m: F.magnitude_reconstruction(radius[m], t, centered=self.reconstruction == "centered")
+                for m, t in targets.items()
+            }
+            terms.update({f"reconstruction/{m}": v for m, v in recon.items()})
+            total = total + self.reconstruction_weight * torch.stack(list(recon.values())).mean()
         for m, r in radius.items():
             terms[f"magnitude/{m}"] = r.mean()
         terms["temperature"] = tau
+        return LossOutput(total, detach_terms(terms))
+
+    def _release(self, mods: Mapping[str, Tensor], radius: Mapping[str, Tensor]) -> LossOutput:
+        """The public code's objective; see the class docstring."""
+        tau_r = self.release_temperature
+        direction = {m: F.normalize(z) for m, z in mods.items()}
+        # u = r·ẑ as constants: the public gradient cache back-propagates only the normalised embeddings.
+        full = {m: (direction[m] * radius[m].to(direction[m].dtype).unsqueeze(1)).detach() for m in mods}
+        terms: dict[str, Tensor] = {}
+        total: Tensor | None = None
+        triples = resolve_pairs(self.pairs, list(mods), self.anchor)
+        for m, n, w in triples:
+            value, pair, norm_ce = F.release_objective(direction[m], direction[n], full[m], full[n], tau_r)
+            terms[f"pair/{m}-{n}"] = pair
+            terms[f"norm_ce/{m}-{n}"] = norm_ce
+            with torch.no_grad():  # logged only, as in the public code
+                target = torch.arange(mods[m].shape[0], device=mods[m].device)
+                cos = direction[m] @ direction[n].T
+                terms[f"infonce/{m}-{n}"] = nnf.cross_entropy(cos / tau_r, target)
+                stn = F.tn_similarity(full[m], full[n])
+                terms[f"infotn/{m}-{n}"] = nnf.cross_entropy(stn / tau_r, target)
+            total = w * value if total is None else total + w * value
+        assert total is not None
+        for m, r in radius.items():
+            terms[f"magnitude/{m}"] = r.detach().mean()
+        terms["temperature"] = torch.tensor(tau_r)
         return LossOutput(total / sum(w for _, _, w in triples), detach_terms(terms))
