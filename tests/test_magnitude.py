@@ -190,3 +190,17 @@ def test_reconstruction_makes_the_head_track_feature_norms() -> None:
         r = head(x)
     corr = torch.corrcoef(torch.stack([r.log(), x.norm(dim=1).log()]))[0, 1]
     assert float(r.std() / r.mean()) > 0.2 and float(corr) > 0.9
+
+
+def test_trainer_optimizer_exempts_magnitude_heads_from_weight_decay() -> None:
+    from mmgeom.train import demo_config
+    from mmgeom.train.builders import build_optimizer
+
+    cfg = demo_config(1, ["optim.weight_decay=0.3"])
+    proj, head = torch.nn.Linear(4, 2), MagnitudeHead(4)
+    groups = build_optimizer(cfg, [proj, head]).param_groups
+    assert [g["weight_decay"] for g in groups] == [0.3, 0.0]
+    assert [len(g["params"]) for g in groups] == [2, len(list(head.parameters()))]
+    # without a magnitude head: one group, the parameters in module order (old checkpoints still load)
+    (only,) = build_optimizer(cfg, [proj]).param_groups
+    assert only["params"] == list(proj.parameters())

@@ -102,3 +102,34 @@ def test_train_loop_fits_least_squares_and_calls_back() -> None:
     assert len(hist) == 300
     assert seen == [0, 100, 200, 300]
     assert torch.allclose(w.detach(), torch.tensor([1.0, -2.0, 0.5]), atol=1e-2)
+
+
+def test_train_loop_takes_parameter_groups_with_their_own_weight_decay() -> None:
+    # zero loss gradient: AdamW's decoupled decay alone moves each weight, w <- w * (1 - lr * wd) per step
+    # (the schedule is constant without warm-up and min_lr = lr), so the no-decay group stays put
+    decayed = torch.nn.Parameter(torch.ones(2))
+    exempt = torch.nn.Parameter(torch.ones(2))
+    frozen = torch.nn.Parameter(torch.ones(2), requires_grad=False)
+    steps, lr, wd = 5, 0.1, 0.5
+    train_loop(
+        [{"params": [decayed, frozen]}, {"params": [exempt], "weight_decay": 0.0}],
+        lambda idx: (decayed * 0.0).sum() + (exempt * 0.0).sum(),
+        num_rows=8,
+        steps=steps,
+        batch_size=4,
+        lr=lr,
+        min_lr=lr,
+        weight_decay=wd,
+    )
+    assert torch.allclose(decayed.detach(), torch.full((2,), (1 - lr * wd) ** steps))
+    assert torch.equal(exempt.detach(), torch.ones(2))
+    assert torch.equal(frozen.detach(), torch.ones(2))
+    with pytest.raises(ValueError, match="not a mix"):
+        train_loop(
+            [decayed, {"params": [exempt]}],
+            lambda idx: decayed.sum(),
+            num_rows=8,
+            steps=1,
+            batch_size=4,
+            lr=lr,
+        )

@@ -54,7 +54,7 @@ from ..data.text_encoder import (  # noqa: E402
     minilm_model_path,
     text_backbone_available,
 )
-from .magnitude import MagnitudeHead  # noqa: E402
+from .magnitude import MagnitudeHead, weight_decay_groups  # noqa: E402
 
 __all__ += [
     "TEXT_INSTALL",
@@ -65,4 +65,5 @@ __all__ += [
     "mean_pool",
     "minilm_model_path",
     "text_backbone_available",
+    "weight_decay_groups",
 ]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 from ..data import SplitDataset, load_dataset, split_and_standardize
 from ..losses import create_loss
-from ..models import MultiViewEncoder
+from ..models import MultiViewEncoder, weight_decay_groups
 from .config import DataConfig, ExperimentConfig, LossConfig, ModelConfig
 
 __all__ = ["build_data", "build_encoder", "build_loss", "build_optimizer"]
@@ -29,7 +31,13 @@ def build_loss(cfg: LossConfig) -> nn.Module:
     return create_loss(cfg.name, **cfg.kwargs)
 
 
-def build_optimizer(cfg: ExperimentConfig, params: list[nn.Parameter]) -> torch.optim.AdamW:
-    """AdamW over ``params`` with the config's lr, betas and weight decay."""
+def build_optimizer(cfg: ExperimentConfig, modules: Sequence[nn.Module]) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters of ``modules`` with the config's lr, betas and weight decay.
+
+    Parameters a submodule names in ``no_weight_decay()`` (e.g. a :class:`~mmgeom.models.MagnitudeHead`,
+    whose scale weight decay would pull towards a constant) form a second group without decay; without
+    such modules there is one group, in the order of ``modules``' parameters.
+    """
     o = cfg.optim
-    return torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    groups = weight_decay_groups(nn.ModuleList(modules), o.weight_decay)
+    return torch.optim.AdamW(groups, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -19,7 +20,7 @@ __all__ = ["train_loop"]
 
 
 def train_loop(
-    params: Iterable[torch.nn.Parameter],
+    params: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]],
     loss_at: Callable[[Tensor], Tensor],
     *,
     num_rows: int,
@@ -41,7 +42,9 @@ def train_loop(
     steps AdamW and :func:`mmgeom.train.build_scheduler`. Modules stay in whatever mode the caller set.
 
     Args:
-        params: the parameters to optimise (encoder and any learnable loss state).
+        params: the parameters to optimise (encoder and any learnable loss state), or AdamW parameter
+            groups (dicts, e.g. from :func:`mmgeom.models.weight_decay_groups`) whose own
+            ``weight_decay`` overrides the default.
         loss_at: ``(batch_size,)`` int64 row indices -> scalar loss tensor.
         num_rows: training rows the indices range over.
         steps: number of updates.
@@ -61,13 +64,14 @@ def train_loop(
     Raises:
         NonFiniteLossError: the loss became NaN/Inf (names the step).
     """
-    params = [p for p in params if p.requires_grad]
+    groups = _param_groups(params)
+    params = [p for g in groups for p in g["params"]]
     if steps < 0:
         raise ValueError(f"steps: expected >= 0, got {steps}")
     if every < 0:
         raise ValueError(f"every: expected >= 0, got {every}")
     sampler = BatchSampler(num_rows, batch_size, seed=seed)
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
     scheduler = build_scheduler(optimizer, steps, warmup_steps, min_lr)
     history: list[float] = []
     if every and callback is not None:
@@ -87,3 +91,19 @@ def train_loop(
         if every and callback is not None and step % every == 0:
             callback(step)
     return history
+
+
+def _param_groups(params: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Trainable parameters as AdamW groups: plain parameters form one group (the default weight decay);
+    dicts are groups as given (e.g. :func:`mmgeom.models.weight_decay_groups`), frozen ones left out."""
+    items: list[Any] = list(params)
+    if not any(isinstance(item, dict) for item in items):
+        return [{"params": [p for p in items if p.requires_grad]}]
+    groups = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise ValueError("params: expected parameters or parameter-group dicts, not a mix of both")
+        trainable = [p for p in item["params"] if p.requires_grad]
+        if trainable:
+            groups.append({**item, "params": trainable})
+    return groups

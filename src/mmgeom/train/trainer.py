@@ -108,7 +108,7 @@ class Trainer:
         self.loss_fn = (loss if loss is not None else build_loss(config.loss)).to(self.device)
         self.params = [p for m in (self.encoder, self.loss_fn) for p in m.parameters() if p.requires_grad]
         self.loss_params = [p for p in self.loss_fn.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(config, self.params)
+        self.optimizer = build_optimizer(config, [self.encoder, self.loss_fn])
         o = config.optim
         self.scheduler = build_scheduler(
             self.optimizer, config.train.steps, o.warmup_steps, o.min_lr, o.schedule

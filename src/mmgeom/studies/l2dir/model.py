@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ...losses import create_loss
-from ...models import MagnitudeHead, MLPHead
+from ...models import MagnitudeHead, MLPHead, weight_decay_groups
 from ...seeding import seed_everything
 from ...train.lean import train_loop
 from .data import TaskData
@@ -111,14 +111,16 @@ def train_model(
 
     start = time.perf_counter()
     model.train()
+    decay = settings.weight_decay if spec.weight_decay is None else spec.weight_decay
     history = train_loop(
-        model.parameters(),
+        # the magnitude heads are exempt from weight decay (it would pull their scale to a constant)
+        weight_decay_groups(model, decay),
         loss_at,
         num_rows=rows,
         steps=steps,
         batch_size=min(bs, rows),
         lr=settings.lr,
-        weight_decay=settings.weight_decay if spec.weight_decay is None else spec.weight_decay,
+        weight_decay=decay,
         warmup_steps=settings.warmup_steps,
         grad_clip=settings.grad_clip,
         seed=seed,
