@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from ..version import __version__
+from .compare import compare_command
 from .demo import demo_command
 from .eval import eval_command
 from .features import features_command
@@ -60,6 +61,7 @@ config_app.command("validate")(config_validate_command)
 app.add_typer(config_app, name="config")
 
 app.command("report")(report_command)
+app.command("compare")(compare_command)
 app.command("features")(features_command)
 app.command("eval")(eval_command)
 app.command("generate")(generate_command)
