@@ -137,8 +137,6 @@ def _small_multiples(
         ax.set_title(title, fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-        if j == 0:
-            _legend(ax)
     return _png(fig)
 
 
@@ -178,7 +176,7 @@ def build_compare(runs: Sequence[CompareRun]) -> str:
         png = figures[name]
         return _img(name, png, True, None) if png is not None else ""
 
-    title = "mmgeom compare: " + ", ".join(r.name for r in runs)
+    title = f"mmgeom compare: {len(runs)} runs"
     header, rows = first_last_table(runs)
     parts = [
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
@@ -188,6 +186,7 @@ def build_compare(runs: Sequence[CompareRun]) -> str:
         '<p class="muted">Highlighted: the best last value of each column (higher hit@K, mAP, MRR, positive '
         "cosine, effective rank; lower gap and uniformity); Hölder, ζ and χ are not ranked.</p>",
         _table_with_best(header, rows),
+        '<p class="muted">Each run keeps its colour (the swatch above) in every figure below.</p>',
         "<h2>Training loss</h2>",
         figure("loss") or "<p>No training events.</p>",
         "<h2>Retrieval over training</h2>",
