@@ -334,7 +334,7 @@ def test_classifier_rejects_bad_images(trained: Trained) -> None:
 
 
 def _decode_png(data: bytes) -> np.ndarray:
-    """Minimal reader for 8-bit greyscale, non-interlaced PNGs with filter type 0 (what save_png writes)."""
+    """Minimal reader for 8-bit greyscale, non-interlaced PNGs (what save_png writes), any scanline filter."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     pos, idat, header, kinds = 8, b"", None, []
     while pos < len(data):
@@ -355,8 +355,22 @@ def _decode_png(data: bytes) -> np.ndarray:
     width, height, depth, colour, _, _, interlace = header
     assert (depth, colour, interlace) == (8, 0, 0)
     raw = np.frombuffer(zlib.decompress(idat), dtype=np.uint8).reshape(height, width + 1)
-    assert (raw[:, 0] == 0).all()  # filter type "None" on every scanline
-    return raw[:, 1:].copy()
+    # Undo each scanline's filter (PNG spec. section 9.2; one byte per pixel, so bpp = 1): 0 None, 1 Sub,
+    # 2 Up, 3 Average, 4 Paeth — in plain Python, independent of the encoder (Pillow) under test.
+    out = np.zeros((height, width), dtype=np.int64)
+    for y in range(height):
+        kind, line = int(raw[y, 0]), raw[y, 1:].astype(np.int64)
+        assert kind in (0, 1, 2, 3, 4), kind
+        for x in range(width):
+            a = int(out[y, x - 1]) if x else 0
+            b = int(out[y - 1, x]) if y else 0
+            c = int(out[y - 1, x - 1]) if x and y else 0
+            p = a + b - c
+            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            paeth = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+            pred = (0, a, b, (a + b) // 2, paeth)[kind]
+            out[y, x] = (int(line[x]) + pred) % 256
+    return out.astype(np.uint8)
 
 
 def test_png_round_trip(tmp_path: Path) -> None:

@@ -1,16 +1,16 @@
-"""Image grids and a tiny greyscale PNG writer, so saving samples needs neither matplotlib nor PIL.
+"""Image grids and greyscale PNG files (encoded by Pillow).
 
-The PNG encoder writes the smallest valid file (PNG specification, W3C Recommendation, 2nd ed. 2003):
-the signature, an ``IHDR`` chunk (8-bit greyscale, no interlace), one zlib-compressed ``IDAT`` chunk
-whose scanlines each start with filter byte 0 ("None"), and ``IEND``; each chunk is
-``length | type | data | CRC-32(type + data)``.
+:func:`image_grid` tiles decoded images into one ``uint8`` picture; :func:`encode_png` and :func:`save_png`
+write it as an 8-bit greyscale PNG with Pillow (``PIL.Image.fromarray(..., mode "L")``), which handles the
+format (chunks, CRCs, scanline filters, zlib) — mmgeom no longer carries its own encoder. Pillow is a
+dependency of matplotlib (extra ``plot``) and of the image importer; it is imported when a PNG is
+written, and its absence raises an :class:`ImportError` naming the pip command.
 """
 
 from __future__ import annotations
 
+import io
 import os
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from .fid import ArrayLike
 
 __all__ = ["encode_png", "image_grid", "save_grid", "save_png"]
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PILLOW_INSTALL = "pip install 'mmgeom[plot]'  (or: pip install pillow)"
 
 
 def _positive_int(value: int, name: str, *, minimum: int = 1) -> int:
@@ -103,32 +103,25 @@ def image_grid(
     return grid
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-
 def encode_png(array: np.ndarray) -> bytes:
-    """The bytes of an 8-bit greyscale PNG of a ``(H, W)`` ``uint8`` array (row 0 at the top).
+    """The bytes of an 8-bit greyscale PNG of a ``(H, W)`` ``uint8`` array (row 0 at the top), by Pillow.
 
     Raises:
         ValueError: not a 2-D ``uint8`` array with H, W ≥ 1.
+        ImportError: Pillow is not installed (the message names the pip command).
     """
     ok = isinstance(array, np.ndarray) and array.ndim == 2 and array.dtype == np.uint8
     if not ok or min(array.shape) < 1:
         got = f"{array.dtype} {array.shape}" if isinstance(array, np.ndarray) else type(array).__name__
         raise ValueError(f"array: expected a 2-D uint8 array (H, W) with H, W >= 1, got {got}")
-    h, w = array.shape
-    # width, height, bit depth 8, colour type 0 (greyscale), compression 0, filter 0, no interlace.
-    header = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
-    rows = np.zeros((h, w + 1), dtype=np.uint8)  # column 0: filter type 0 ("None") for every scanline
-    rows[:, 1:] = array
-    return (
-        _PNG_SIGNATURE
-        + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", zlib.compress(rows.tobytes(), 9))
-        + _chunk(b"IEND", b"")
-    )
+    try:
+        from PIL import Image
+    except ImportError:
+        raise ImportError(f"writing PNG files needs Pillow: {PILLOW_INSTALL}") from None
+    buf = io.BytesIO()
+    # A contiguous 2-D uint8 array is Pillow's mode "L" (8-bit greyscale); level 9 as the old encoder.
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG", compress_level=9)
+    return buf.getvalue()
 
 
 def save_png(path: str | os.PathLike[str], array: np.ndarray) -> Path:
