@@ -18,6 +18,7 @@ from mmgeom.classify import (
     task_loss,
     train_classifier,
 )
+from mmgeom.classify.trainer import shared_head_unimodal_logits
 from mmgeom.data import MultiViewDataset
 from mmgeom.models import FusionClassifier, create_head
 
@@ -46,17 +47,17 @@ def encoder_grads(model: FusionClassifier) -> dict[str, torch.Tensor]:
     }
 
 
-def test_dgl_fusion_loss_sends_no_gradient_into_encoders() -> None:
+def test_dgl_aux_fusion_loss_sends_no_gradient_into_encoders() -> None:
     data, model = toy_data(), toy_model()
     batch, y = data.batch(torch.arange(32)), data.labels[:32]
     # alpha = 0: only the fusion-head loss; the encoders get nothing, the fusion head does.
-    loss, _ = task_loss(model, model.encode(batch), y, ClassifyConfig(mode="dgl", dgl_alpha=0.0))
+    loss, _ = task_loss(model, model.encode(batch), y, ClassifyConfig(mode="dgl-aux", dgl_alpha=0.0))
     loss.backward()
     assert all(float(g.abs().max()) == 0.0 for g in encoder_grads(model).values())
     assert float(model.fusion.linear.weight.grad.abs().max()) > 0
     # alpha > 0: the encoders' gradient is exactly that of the weighted unimodal losses.
     model.zero_grad()
-    loss, _ = task_loss(model, model.encode(batch), y, ClassifyConfig(mode="dgl", dgl_alpha=0.7))
+    loss, _ = task_loss(model, model.encode(batch), y, ClassifyConfig(mode="dgl-aux", dgl_alpha=0.7))
     loss.backward()
     full = encoder_grads(model)
     model.zero_grad()
@@ -66,6 +67,49 @@ def test_dgl_fusion_loss_sends_no_gradient_into_encoders() -> None:
     for name, g in encoder_grads(model).items():
         torch.testing.assert_close(full[name], g, rtol=1e-6, atol=1e-8)
         assert float(g.abs().max()) > 0
+
+
+def test_dgl_is_the_public_protocol_against_plain_zero_padded_logits() -> None:
+    """``dgl``: the loss is CE(W [sg h] + b) + alpha sum_m CE(W [0..h_m..0] + b); the encoders get exactly the
+    unimodal gradient through the shared (constant) W, the head exactly the fused gradient."""
+    data, model = toy_data(), toy_model()
+    batch, y = data.batch(torch.arange(32)), data.labels[:32]
+    alpha = 0.7
+    feats = model.encode(batch)
+    loss, _ = task_loss(model, feats, y, ClassifyConfig(mode="dgl", dgl_alpha=alpha))
+    loss.backward()
+    enc, head_w = encoder_grads(model), model.fusion.linear.weight.grad.clone()
+    assert all(model.aux[m].weight.grad is None for m in model.modalities)  # the aux heads play no part
+
+    # Plain computation: explicit concatenation with zero blocks, weights copied as constants.
+    model.zero_grad()
+    w = model.fusion.linear.weight.detach().clone()
+    b = model.fusion.linear.bias.detach().clone()
+    mods, dim = list(model.modalities), model.embed_dim
+    feats = model.encode(batch)
+    uni = torch.zeros(())
+    for m in mods:
+        blocks = [feats[n] if n == m else torch.zeros(32, dim) for n in mods]
+        uni = uni + torch.nn.functional.cross_entropy(torch.cat(blocks, dim=1) @ w.T + b, y)
+    fused_plain = torch.cat([feats[n].detach() for n in mods], dim=1) @ w.T + b
+    fused_ce = torch.nn.functional.cross_entropy(fused_plain, y)
+    assert float(loss) == pytest.approx(float(fused_ce + alpha * uni), rel=1e-6)
+    (alpha * uni).backward()
+    for name, g in encoder_grads(model).items():
+        torch.testing.assert_close(enc[name], g, rtol=1e-6, atol=1e-8)
+    # The head's gradient is that of the fused CE alone (the unimodal losses do not reach it).
+    model.zero_grad()
+    feats = {m: h.detach() for m, h in model.encode(batch).items()}
+    torch.nn.functional.cross_entropy(model.fuse(feats), y).backward()
+    torch.testing.assert_close(head_w, model.fusion.linear.weight.grad, rtol=1e-6, atol=1e-8)
+
+
+def test_dgl_unimodal_accuracy_reads_the_trained_shared_head() -> None:
+    """The evaluation's ``unimodal/m`` is the zero-padded shared head, the one ``dgl`` trains on."""
+    data, model = toy_data(), toy_model()
+    feats = model.encode(data.batch(torch.arange(16)))
+    for m, logits in shared_head_unimodal_logits(model, feats).items():
+        torch.testing.assert_close(logits, model.unimodal_logits(feats)[m])
 
 
 def test_ogm_ge_coefficients_against_hand_computed_values() -> None:
@@ -132,7 +176,7 @@ def test_missing_modality_accuracy_matches_hand_built_drop(fusion: str) -> None:
     assert got["missing/min"] == min(got[f"missing/{m}"] for m in views)
 
 
-@pytest.mark.parametrize("mode", ["joint", "dgl", "ogm_ge"])
+@pytest.mark.parametrize("mode", ["joint", "dgl", "dgl-aux", "ogm_ge"])
 def test_training_learns_records_history_and_calibrates_the_band(mode: str) -> None:
     train, test = toy_data(96, seed=0), toy_data(60, seed=0)
     model = toy_model()
@@ -150,9 +194,9 @@ def test_training_learns_records_history_and_calibrates_the_band(mode: str) -> N
     assert geometry_keys <= set(result.history[1])
     if mode == "ogm_ge":
         assert "ogm/k/strong" in result.history[1]
-    ev = evaluate_classifier(model, test, train=train, aux=mode == "dgl")
+    ev = evaluate_classifier(model, test, train=train, aux=mode == "dgl-aux")
     assert {"fused", "unimodal/weak", "probe/strong", "missing/strong", "drift/mean", "rank/mean"} <= set(ev)
-    assert ("aux/weak" in ev) == (mode == "dgl")
+    assert ("aux/weak" in ev) == (mode == "dgl-aux")
 
 
 def test_training_is_reproducible() -> None:

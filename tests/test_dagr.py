@@ -140,7 +140,10 @@ def test_mask_drops_missing_rows() -> None:
     ("kwargs", "fragment"),
     [
         ({"delta": -0.1}, "delta: expected a finite value >= 0"),
-        ({"delta": "adaptive"}, "delta: expected one of ['auto']"),
+        ({"delta": "adaptive"}, "delta: expected a number >= 0, 'auto' or a drift quantile 'qP'"),
+        ({"delta": "q1.5"}, "delta: expected a number >= 0, 'auto' or a drift quantile 'qP'"),
+        ({"delta": "q"}, "delta: expected a number >= 0, 'auto' or a drift quantile 'qP'"),
+        ({"delta": "q0.25", "auto_quantile": 0.1}, "auto_quantile: delta='q0.25' already names"),
         ({"mode": "anchor"}, "mode: expected one of"),
         ({"dispersion": "uniform"}, "dispersion: expected one of"),
         ({"tau": 0.0}, "tau: expected"),

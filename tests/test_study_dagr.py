@@ -46,7 +46,9 @@ def test_settings_and_variants() -> None:
     assert dagr_kwargs(hp, "none") is None
     assert dagr_kwargs(hp, "disp-only") == {**hp, "mode": "dispersion_only"}
     assert set(VARIANTS) == {"none", "dagr", "disp-only", "anchor-only", "always-on"}
-    assert SWEEP[0][2] == "auto" and {d for _, _, d in SWEEP} == {"auto", 0.5}
+    assert SWEEP[0][2] == "q0.1" and {d for _, _, d in SWEEP} == {"q0.1", "q0.25", "q0.5"}
+    assert len(SWEEP) == 18
+    assert Setting("joint", "dagr", warm=True).name == "warm/joint+dagr"
 
 
 def test_quick_study_through_the_cli(tmp_path: Path) -> None:
@@ -65,8 +67,16 @@ def test_quick_study_through_the_cli(tmp_path: Path) -> None:
         assert (out / png).is_file()
     record = json.loads((out / "results.json").read_text())
     facmor = record["problems"]["facmor"]
-    expected = {"joint", "joint+dagr", "dgl+disp-only", "ogm_ge+always-on", "late/joint+dagr"}
+    expected = {"joint", "joint+dagr", "dgl+disp-only", "ogm_ge+always-on", "late/joint+dagr", "dgl-aux+dagr"}
+    expected |= {"warm/joint", "warm/joint+dagr", "warm/joint+always-on"}
     assert expected <= set(facmor["runs"])
+    assert isinstance(facmor["dagr"]["delta"], str) and facmor["dagr"]["delta"].startswith("q")
+    # The warm-started regime: a cross-modal InfoNCE phase brings the drift below that of unrelated vectors.
+    warm = facmor["runs"]["warm/joint"][0]["final"]["warm/drift"]
+    assert 0.0 < warm < 2.0
+    assert "aux/fac" in facmor["runs"]["dgl-aux"][0]["final"]
+    assert "aux/fac" not in facmor["runs"]["dgl"][0]["final"]
+    assert "chosen on the validation split" in md
     final = facmor["runs"]["joint+dagr"][0]["final"]
     for key in ("fused", "unimodal/fac", "probe/mor", "missing/fac", "drift/fac-mor", "rank/mor", "delta"):
         assert key in final

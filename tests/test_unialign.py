@@ -29,13 +29,16 @@ def centroid_alignment_loop(zs: list[torch.Tensor]) -> float:
     return total / (n * m)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("m", [2, 3, 5])
-def test_anchor_total_equals_sum_of_reference_terms(m: int) -> None:
+def test_anchor_total_equals_sum_of_reference_terms(m: int, reduction: str) -> None:
     b = batch_of(m)
     names = list(b)
     anchor = names[-1]
-    out = create_loss("unialign", anchor=anchor, lambda_uni=0.7, lambda_align=1.3, t=2.0)(b)
-    uni = sum(uniformity_loop(z, 2.0) for z in b.values())
+    out = create_loss(
+        "unialign", anchor=anchor, lambda_uni=0.7, lambda_align=1.3, t=2.0, uniformity_reduction=reduction
+    )(b)
+    uni = sum(uniformity_loop(z, 2.0) for z in b.values()) / (m if reduction == "mean" else 1)
     align = sum(alignment_loop(b[anchor], b[n], 2.0) for n in names if n != anchor) / (m - 1)
     assert float(out.total) == pytest.approx(0.7 * uni + 1.3 * align, rel=1e-9)
     assert float(out.terms["align"]) == pytest.approx(align, rel=1e-9)
@@ -51,7 +54,7 @@ def test_volume_terms_match_references() -> None:
     cent = torch.stack([unit(sum(unit(z[i]) for z in zs)) for i in range(n)])
     u_c = uniformity_loop(cent, 3.0)
     vol = sum(gram_det_loop([z[i] for z in zs]) for i in range(n)) / n
-    uni = sum(uniformity_loop(z, 2.0) for z in zs)
+    uni = sum(uniformity_loop(z, 2.0) for z in zs) / len(zs)  # default reduction: mean
     align = (alignment_loop(zs[0], zs[1], 2.0) + alignment_loop(zs[0], zs[2], 2.0)) / 2
     assert float(out.terms["uniform/centroid"]) == pytest.approx(u_c, rel=1e-9)
     assert float(out.terms["volume"]) == pytest.approx(vol, rel=1e-9)
@@ -67,7 +70,7 @@ def test_separate_centroid_and_det_weights_match_references(lc: float, ld: float
     cent = torch.stack([unit(sum(unit(z[i]) for z in zs)) for i in range(n)])
     u_c = uniformity_loop(cent, 3.0)
     vol = sum(gram_det_loop([z[i] for z in zs]) for i in range(n)) / n
-    uni = sum(uniformity_loop(z, 2.0) for z in zs)
+    uni = sum(uniformity_loop(z, 2.0) for z in zs) / len(zs)  # default reduction: mean
     align = (alignment_loop(zs[0], zs[1], 2.0) + alignment_loop(zs[0], zs[2], 2.0)) / 2
     assert float(out.total) == pytest.approx(uni + align + lc * u_c + ld * vol, rel=1e-9)
     assert float(out.terms["uniform/centroid"]) == pytest.approx(u_c, rel=1e-9)

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 #: Training modes accepted by :class:`ClassifyConfig`.
-MODES = ("joint", "dgl", "ogm_ge")
+MODES = ("joint", "dgl", "dgl-aux", "ogm_ge")
 #: Optimisers accepted by :class:`ClassifyConfig`.
 OPTIMIZERS = ("sgd", "adamw")
 
@@ -19,11 +19,15 @@ class ClassifyConfig:
     Training modes (``mode``):
 
     * ``"joint"``: cross-entropy of the fused logits, back-propagated through every encoder.
-    * ``"dgl"``: DGL-style disentangled gradients (Wei et al., "Boosting Multimodal Learning via
-      Disentangled Gradient Learning", ICCV 2025): the fusion head is trained on *detached* pre-fusion
-      embeddings, so its loss sends no gradient into the encoders; each encoder is trained by the
-      cross-entropy of its own linear unimodal head, weighted by ``dgl_alpha``:
-      ``L = CE(f(sg(h_1), ..., sg(h_M)), y) + dgl_alpha * sum_m CE(g_m(h_m), y)``.
+    * ``"dgl"``: disentangled gradient learning as in the public DGL code (Wei et al., "Boosting
+      Multimodal Learning via Disentangled Gradient Learning", ICCV 2025): the fusion head ``f`` is trained
+      on *detached* pre-fusion embeddings, so its loss sends no gradient into the encoders; each encoder is
+      trained by the cross-entropy of the *shared* fusion head given that modality alone (the others
+      zero-padded in the concatenation head, omitted in late fusion), whose gradient reaches the encoder
+      only (the public code clears it from the fusion module):
+      ``L = CE(f(sg(h_1), ..., sg(h_M)), y) + dgl_alpha * sum_m CE(f_sg(h_m alone), y)``.
+    * ``"dgl-aux"``: the earlier variant, one separate linear unimodal head ``g_m`` per modality
+      (``model.aux``) instead of the shared head: ``... + dgl_alpha * sum_m CE(g_m(h_m), y)``.
     * ``"ogm_ge"``: on-the-fly gradient modulation with generalisation enhancement (Peng et al.,
       "Balanced Multimodal Learning via On-the-fly Gradient Modulation", CVPR 2022); see
       :mod:`mmgeom.classify.modulation` for the exact reading.
@@ -34,7 +38,7 @@ class ClassifyConfig:
     per epoch).
 
     Attributes:
-        mode: ``"joint"``, ``"dgl"`` or ``"ogm_ge"``.
+        mode: ``"joint"``, ``"dgl"``, ``"dgl-aux"`` or ``"ogm_ge"``.
         epochs: passes over the training rows (``>= 1``).
         batch_size: rows per step (``>= 2``; the last incomplete batch of an epoch is dropped).
         optimizer: ``"sgd"`` (momentum 0.9, as in OGM-GE and DGL) or ``"adamw"``.
@@ -42,7 +46,7 @@ class ClassifyConfig:
         weight_decay: L2 / decoupled weight decay.
         warmup_epochs: length of the linear warm-up, in epochs (may be fractional).
         grad_clip: max global gradient norm (``None``: no clipping).
-        dgl_alpha: weight of the unimodal losses in ``"dgl"`` mode.
+        dgl_alpha: weight of the unimodal losses in the DGL modes (the public code's default is 4).
         ogm_alpha: modulation strength ``alpha`` in ``"ogm_ge"`` mode.
         ogm_noise: scale of the generalisation-enhancement noise (``0``: plain OGM without GE).
         dagr: DAGR keyword arguments, or ``None`` for no regulariser.

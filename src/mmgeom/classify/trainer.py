@@ -1,10 +1,11 @@
-"""Training loop of fusion classifiers: joint, DGL-style and OGM-GE-style modes, optional DAGR."""
+"""Training loop of fusion classifiers: joint, DGL (shared head or auxiliary heads) and OGM-GE-style modes,
+optional DAGR."""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,17 @@ def build_regularizer(config: ClassifyConfig, steps_per_epoch: int) -> DAGRRegul
     return reg
 
 
+def shared_head_unimodal_logits(model: FusionClassifier, features: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Modality -> the fusion head's logits given that modality alone, with the head's parameters detached.
+
+    The DGL protocol's unimodal logits: the shared head (zero-padding the other modalities in the
+    concatenation head, omitting them in late fusion), whose gradient flows into ``h_m`` but not into the
+    head, as the public DGL code does by clearing the fusion module's gradient of the unimodal losses.
+    """
+    frozen = {name: p.detach() for name, p in model.fusion.named_parameters()}
+    return {m: torch.func.functional_call(model.fusion, frozen, ({m: h},)) for m, h in features.items()}
+
+
 def task_loss(
     model: FusionClassifier, features: dict[str, Tensor], labels: Tensor, config: ClassifyConfig
 ) -> tuple[Tensor, dict[str, float]]:
@@ -71,9 +83,12 @@ def task_loss(
     """
     if config.mode == "joint":
         return nnf.cross_entropy(model.fuse(features), labels), {}
-    if config.mode == "dgl":
+    if config.mode in ("dgl", "dgl-aux"):
         fused = nnf.cross_entropy(model.fuse({m: h.detach() for m, h in features.items()}), labels)
-        uni = sum(nnf.cross_entropy(o, labels) for o in model.aux_logits(features).values())
+        heads = model.aux_logits(features) if config.mode == "dgl-aux" else None
+        if heads is None:
+            heads = shared_head_unimodal_logits(model, features)
+        uni = sum(nnf.cross_entropy(o, labels) for o in heads.values())
         return fused + config.dgl_alpha * uni, {"dgl/fused_ce": float(fused.detach())}
     # ogm_ge: coefficients from this batch's per-modality shares of the fused output.
     with torch.no_grad():
@@ -137,7 +152,7 @@ def train_classifier(
     scheduler = build_scheduler(optimizer, total, round(config.warmup_epochs * steps_per_epoch))
     noise = torch.Generator().manual_seed(10_007 + config.seed)
     encoder_params = list(model.encoder.parameters())
-    aux = config.mode == "dgl"
+    aux = config.mode == "dgl-aux"
     result = ClassifyResult(model, regularizer=reg, steps_per_epoch=steps_per_epoch)
     start = time.perf_counter()
 

@@ -10,7 +10,12 @@ from .alignment import alignment, band_hinge, paired_sq_dists
 from .centroid import centroid, centroid_alignment, tuple_mean
 from .conflict import alignment_force, conflict_scores, uniformity_force
 from .contrastive import info_nce, info_nce_from_logits, positive_targets, siglip_loss
-from .holder import kde_holder_divergence, kde_log_product_integral
+from .holder import (
+    holder_alignment_weight,
+    holder_tied_bandwidth,
+    kde_holder_divergence,
+    kde_log_product_integral,
+)
 from .l2dir import (
     info_tn,
     magnitude_reconstruction,
@@ -36,6 +41,8 @@ __all__ = [
     "gram_det",
     "gram_volume",
     "gram_volume_matrix",
+    "holder_alignment_weight",
+    "holder_tied_bandwidth",
     "info_nce",
     "info_nce_from_logits",
     "info_tn",

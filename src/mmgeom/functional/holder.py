@@ -250,3 +250,64 @@ def kde_holder_divergence(
     cross = _log_tuple_mean(centred, scale, method, int(n_samples), generator)
     own = torch.stack([_log_tuple_mean([z] * m, scale, method, int(n_samples), generator) for z in centred])
     return own.mean() - cross
+
+
+def _check_modalities(num_modalities: int) -> int:
+    m = int(num_modalities)
+    if isinstance(num_modalities, bool) or m != num_modalities or m < 2:
+        raise ValueError(f"num_modalities: expected an integer >= 2, got {num_modalities!r}")
+    return m
+
+
+def holder_tied_bandwidth(t: float, num_modalities: int) -> float:
+    """KDE bandwidth ``s`` tied to the uniformity scale ``t``: ``t = (M - 1) / (4 s^2)``.
+
+    With this ``s``, the own term ``log int p_m^M`` of the Hölder divergence is bounded by the Wang–Isola
+    uniformity of modality ``m`` at scale ``t`` (generalised Hölder inequality over the ``M(M-1)/2`` pair
+    kernels of a tuple; equality for ``M = 2``). Derivation: docs/losses.md, "UniAlign and the Hölder
+    divergence".
+
+    Example:
+        >>> holder_tied_bandwidth(2.0, 2)  # t = 1 / (4 s^2)
+        0.3535533905932738
+    """
+    check_positive(t, "t")
+    m = _check_modalities(num_modalities)
+    return math.sqrt((m - 1) / (4.0 * float(t)))
+
+
+def holder_alignment_weight(bandwidth: float, num_modalities: int, alignment: str = "anchor") -> float:
+    """Weight ``kappa_M / (2 M s^2)`` of the alignment term in the UniAlign upper bound of ``D_H``.
+
+    The cross term of the Hölder divergence satisfies
+    ``-log int prod_m p_m <= -log C + (M - 1) log B + mean_i P_i / (2 M s^2)`` (keep only the ``B`` tuples
+    of paired rows, then Jensen), with ``P_i = sum_{k<l} ||z_i^k - z_i^l||^2`` the pair scatter of row
+    ``i``'s tuple, and ``P_i <= kappa_M A_i`` for the per-row alignment ``A_i`` of the loss:
+
+    * ``"centroid"`` (``A_i = (1/M) sum_m ||z_i^m - c_i||^2``): ``P_i = M^2 A_i`` exactly, ``kappa = M^2``;
+    * ``"anchor"`` (``A_i = 1/(M-1) sum_{n != a} ||z_i^n - z_i^a||^2``): ``P_i = M sum_m ||z_i^m - c_i||^2
+      <= M sum_m ||z_i^m - z_i^a||^2``, so ``kappa = M (M - 1)``, the smallest constant for ``M >= 3``
+      (equality when the deviations from the anchor sum to zero); for ``M = 2``, ``P_i = A_i``, ``kappa = 1``.
+
+    With the 1/M-weighted (mean) uniformity this makes the loss an upper bound of ``D_H`` up to the
+    constant ``(M - 1) log B`` (docs/losses.md).
+
+    Args:
+        bandwidth: KDE bandwidth ``s > 0``.
+        num_modalities: ``M >= 2``.
+        alignment: ``"anchor"`` or ``"centroid"``.
+
+    Example:
+        >>> holder_alignment_weight(0.5, 2, "anchor")  # 1 / (4 s^2)
+        1.0
+    """
+    s = check_positive(bandwidth, "bandwidth")
+    m = _check_modalities(num_modalities)
+    check_choice(alignment, "alignment", ("anchor", "centroid"))
+    if alignment == "centroid":
+        kappa = m * m
+    elif m == 2:
+        kappa = 1
+    else:
+        kappa = m * (m - 1)
+    return kappa / (2.0 * m * s * s)

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from .._validation import check_choice, check_positive
 from ..functional import normalize
-from ..functional.holder import kde_holder_divergence
+from ..functional.holder import holder_tied_bandwidth, kde_holder_divergence
 from ._batch import present_rows, select_rows, split_batch
 
 #: Default kernel bandwidth on the unit sphere (squared distances lie in ``[0, 4]``).
@@ -35,8 +35,9 @@ def holder_method(rows: int, modalities: int, method: str = "auto", max_tuples: 
 @torch.no_grad()
 def holder_divergence(
     batch: Mapping[str, Tensor],
-    bandwidth: float,
+    bandwidth: float | None = None,
     *,
+    t: float | None = None,
     method: str = "auto",
     max_tuples: int = MAX_TUPLES,
     n_samples: int = N_SAMPLES,
@@ -67,6 +68,9 @@ def holder_divergence(
         batch: ``{modality: (B, D)}`` raw embeddings, ``M >= 2``; with a ``"mask"``, only rows where every
             modality is present are used.
         bandwidth: kernel standard deviation ``s > 0`` (``0.5`` is a reasonable scale on the sphere).
+        t: instead of ``bandwidth``, the uniformity scale of a UniAlign loss: the bandwidth is then tied to
+            it, ``s = sqrt((M - 1) / (4 t))`` (:func:`mmgeom.functional.holder_tied_bandwidth`), the
+            bandwidth at which that loss bounds ``D_H`` (docs/losses.md). Give exactly one of the two.
         method: ``"auto"``, ``"exact"`` or ``"mc"``.
         max_tuples: the ``"auto"`` budget of exactly enumerated tuples.
         n_samples: sampled tuples per term for ``"mc"``.
@@ -80,7 +84,15 @@ def holder_divergence(
     mods, mask = split_batch(batch, min_rows=1)
     names = list(mods)
     mods = select_rows(mods, names, present_rows(mask, names), min_rows=1, what="holder_divergence")
-    s = check_positive(bandwidth, "bandwidth")
+    if (bandwidth is None) == (t is None):
+        raise ValueError(
+            "bandwidth: give exactly one of bandwidth and t (the tied bandwidth), "
+            f"got bandwidth={bandwidth!r}, t={t!r}"
+        )
+    if t is not None:
+        s = holder_tied_bandwidth(t, len(names))
+    else:
+        s = check_positive(float(bandwidth), "bandwidth")  # type: ignore[arg-type]
     if int(max_tuples) < 1:
         raise ValueError(f"max_tuples: expected an integer >= 1, got {max_tuples!r}")
     if int(n_samples) < 1:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import warnings
 from itertools import combinations
 from typing import Any
 
@@ -14,6 +16,40 @@ from .base import LossOutput, MultimodalLoss, detach_terms
 from .registry import register_loss
 
 MODES = ("full", "dispersion_only", "anchor_only", "always_on")
+#: A calibrated band above this leaves the anchor nearly inactive: paired normalised embeddings of
+#: unrelated rows drift by ``E ||z^m - z^n||^2 = 2``, so a band near 2 lets almost every pair through.
+INACTIVE_BAND = 1.5
+_QUANTILE = re.compile(r"q(\d*\.?\d+)")
+
+
+def parse_delta(delta: float | str, auto_quantile: float = 0.5) -> tuple[float | None, float]:
+    """``(fixed band or None, calibration quantile)`` of a DAGR ``delta`` argument.
+
+    ``delta`` is a number ``>= 0`` (a fixed band), ``"auto"`` (calibrate at ``auto_quantile``) or ``"qP"``
+    with ``0 <= P <= 1`` (calibrate at the ``P`` quantile of the first-epoch drift, e.g. ``"q0.25"``).
+
+    Raises:
+        ValueError: naming ``delta`` or ``auto_quantile``.
+    """
+    if not 0.0 <= float(auto_quantile) <= 1.0:
+        raise ValueError(f"auto_quantile: expected a value in [0, 1], got {auto_quantile!r}")
+    if not isinstance(delta, str):
+        return check_positive(delta, "delta", allow_zero=True), float(auto_quantile)
+    if delta == "auto":
+        return None, float(auto_quantile)
+    match = _QUANTILE.fullmatch(delta)
+    q = float(match.group(1)) if match else -1.0
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(
+            "delta: expected a number >= 0, 'auto' or a drift quantile 'qP' with 0 <= P <= 1 "
+            f"(e.g. 'q0.25'), got {delta!r}"
+        )
+    if float(auto_quantile) != 0.5:
+        raise ValueError(
+            f"auto_quantile: delta={delta!r} already names the quantile; "
+            f"got auto_quantile={auto_quantile!r} too"
+        )
+    return None, q
 
 
 @register_loss("dagr")
@@ -28,11 +64,15 @@ class DAGRRegularizer(MultimodalLoss):
       the centred batch (minimising it raises the effective rank).
     * anchoring: paired cross-modal rows are pulled together only when their squared distance leaves the
       agreement band ``delta``; inside the band the term and its gradient are exactly zero.
-    * ``delta="auto"``: for the first ``calibration_steps`` training calls the anchoring term is off and
-      the per-row squared distances of every pair are recorded; then ``delta`` is frozen at the
-      ``auto_quantile`` quantile of what was recorded (the median by default: half of the pairs that
-      training started from lie inside the band). Set ``calibration_steps`` to the number of steps of one
-      epoch to calibrate on the first epoch. The calibrated value is a buffer, so it is checkpointed.
+    * ``delta="auto"`` or ``"qP"``: for the first ``calibration_steps`` training calls the anchoring term
+      is off and the per-row squared distances of every pair are recorded; then ``delta`` is frozen at the
+      ``auto_quantile`` quantile (``"auto"``; the median by default: half of the pairs that training
+      started from lie inside the band) or the ``P`` quantile (``"q0.25"`` etc.) of what was recorded
+      (linear interpolation between order statistics, as ``torch.quantile``). Set ``calibration_steps`` to
+      the number of steps of one epoch to calibrate on the first epoch. The calibrated value is a buffer,
+      so it is checkpointed and a resumed run keeps it. A calibrated band above ``1.5`` warns: unrelated
+      unit vectors drift by 2 on average, so such a band leaves the anchor nearly inactive. This
+      calibration is our reconstruction: the paper names a band but not how it is chosen.
     * ablations (``mode``): ``"dispersion_only"``, ``"anchor_only"``, ``"always_on"`` (delta = 0: plain
       always-on alignment).
 
@@ -43,11 +83,11 @@ class DAGRRegularizer(MultimodalLoss):
         lambda_d: dispersion weight.
         lambda_a: anchoring weight.
         tau: Gaussian dispersion temperature.
-        delta: agreement band (``>= 0``) or ``"auto"``.
+        delta: agreement band (``>= 0``), ``"auto"`` or a drift quantile ``"qP"`` (``0 <= P <= 1``).
         dispersion: ``"gaussian"`` or ``"spectral"``.
         mode: ``"full"`` or an ablation.
         calibration_steps: training calls used to calibrate ``delta="auto"``.
-        auto_quantile: quantile of the recorded drift that becomes ``delta``.
+        auto_quantile: quantile of the recorded drift that becomes ``delta`` under ``"auto"``.
 
     Example:
         >>> reg = DAGRRegularizer(lambda_d=0.1, lambda_a=1.0, delta=0.5)
@@ -77,18 +117,15 @@ class DAGRRegularizer(MultimodalLoss):
         self.tau = check_positive(tau, "tau")
         self.dispersion = check_choice(dispersion, "dispersion", ["gaussian", "spectral"])
         self.mode = check_choice(mode, "mode", list(MODES))
-        if not 0.0 <= auto_quantile <= 1.0:
-            raise ValueError(f"auto_quantile: expected a value in [0, 1], got {auto_quantile!r}")
-        self.auto_quantile = float(auto_quantile)
-        if isinstance(delta, str):
-            check_choice(delta, "delta", ["auto"])
+        fixed, self.auto_quantile = parse_delta(delta, auto_quantile)
+        if fixed is None:
             if int(calibration_steps) < 1:
                 raise ValueError(f"calibration_steps: expected >= 1, got {calibration_steps!r}")
             self.auto = True
             initial = float("nan")
         else:
             self.auto = False
-            initial = check_positive(delta, "delta", allow_zero=True)
+            initial = fixed
         if self.mode == "always_on":
             self.auto, initial = False, 0.0
         self.calibration_steps = int(calibration_steps)
@@ -159,6 +196,14 @@ class DAGRRegularizer(MultimodalLoss):
             drift = torch.cat(self._recorded)
             self.delta.fill_(float(torch.quantile(drift, self.auto_quantile)) if drift.numel() else 0.0)
             self._recorded.clear()
+            if float(self.delta) > INACTIVE_BAND:
+                warnings.warn(
+                    f"delta: calibrated band {float(self.delta):.3g} > {INACTIVE_BAND} (quantile "
+                    f"{self.auto_quantile:g} of the first-epoch drift): the anchor is nearly inactive, since "
+                    "unrelated unit vectors drift by 2 on average; use a lower quantile or a fixed delta",
+                    UserWarning,
+                    stacklevel=2,
+                )
 
     def get_extra_state(self) -> dict[str, Any]:
         """What ``state_dict()`` holds besides the buffers: the drift recorded so far while ``delta="auto"``

@@ -14,15 +14,30 @@ from .registry import register_loss
 
 #: ``lambda_vol`` of each preset.
 PRESETS = {"retrieval": 1.0, "generation": 0.1}
+#: How the per-modality uniformities combine.
+REDUCTIONS = ("mean", "sum")
+#: How the alignment weight is set: ``lambda_align`` as given, or ``lambda_align`` times the Hölder weight.
+ALIGN_WEIGHTS = ("fixed", "holder")
 
 
 @register_loss("unialign")
 class UniAlignLoss(MultimodalLoss):
     """UniAlign for M >= 2 modalities; there is no InfoNCE term.
 
-    ``L = lambda_uni * sum_m U_t(Z^m) + lambda_align * A + lambda_centroid * U_tc(C)
+    ``L = lambda_uni * R_m U_t(Z^m) + w_align * A + lambda_centroid * U_tc(C)
     + lambda_det * mean_i det G_i`` with ``lambda_centroid = lambda_det = lambda_vol`` unless given, i.e.
     ``lambda_vol * (U_tc(C) + mean_i det G_i)`` by default, and
+
+    * ``R_m`` the mean over the modalities (``uniformity_reduction="mean"``, the default: the Hölder
+      argument weights each modality's own term by ``1/M``, so the balance between uniformity and
+      alignment does not drift with ``M``) or their sum (``"sum"``, the reading used before 0.x: the
+      uniformity pull grows like ``M`` against a mean alignment);
+    * ``w_align = lambda_align`` (``align_weight="fixed"``), or ``lambda_align * kappa_M / (2 M s^2)``
+      times ``M`` under ``"sum"`` (``align_weight="holder"``), the weight that makes the loss an upper
+      bound of the Hölder divergence of the modalities' KDEs of bandwidth ``s`` up to a constant
+      (:func:`mmgeom.functional.holder_alignment_weight`; derivation in docs/losses.md). ``s`` is
+      ``holder_bandwidth``, or by default tied to ``t`` by ``t = (M - 1) / (4 s^2)``
+      (:func:`mmgeom.functional.holder_tied_bandwidth`), where the pairwise uniformity bounds the own term;
 
     * ``U_t`` the Wang–Isola uniformity of each modality (uniformity *inside* a modality, so the
       cross-modal alignment and uniformity forces no longer act on the same pairs);
@@ -46,8 +61,9 @@ class UniAlignLoss(MultimodalLoss):
 
     Args:
         anchor: anchor modality (default: the first modality of the batch).
-        lambda_uni: weight of the per-modality uniformity sum.
-        lambda_align: weight of the alignment term.
+        lambda_uni: weight of the per-modality uniformity (mean or sum).
+        lambda_align: weight of the alignment term (a multiplier of the Hölder weight under
+            ``align_weight="holder"``).
         lambda_vol: weight of centroid uniformity + volume; default 0, or the preset's value.
         lambda_centroid: weight of the centroid uniformity ``U_tc(C)`` alone (``None``: ``lambda_vol``).
         lambda_det: weight of the mean Gram determinant alone (``None``: ``lambda_vol``).
@@ -55,6 +71,10 @@ class UniAlignLoss(MultimodalLoss):
         t_c: uniformity scale for the centroids.
         alignment: ``"anchor"`` or ``"centroid"``.
         preset: ``None``, ``"retrieval"`` or ``"generation"``.
+        uniformity_reduction: ``"mean"`` (default) or ``"sum"`` over the modalities.
+        align_weight: ``"fixed"`` (default) or ``"holder"``.
+        holder_bandwidth: KDE bandwidth ``s`` of ``align_weight="holder"`` (``None``: tied to ``t``); an
+            error with ``align_weight="fixed"``, where it would do nothing.
 
     Example:
         >>> loss = UniAlignLoss(anchor="text", preset="retrieval")
@@ -77,6 +97,9 @@ class UniAlignLoss(MultimodalLoss):
         preset: str | None = None,
         lambda_centroid: float | None = None,
         lambda_det: float | None = None,
+        uniformity_reduction: str = "mean",
+        align_weight: str = "fixed",
+        holder_bandwidth: float | None = None,
     ) -> None:
         super().__init__()
         if preset is not None:
@@ -107,6 +130,31 @@ class UniAlignLoss(MultimodalLoss):
         self.t_c = check_positive(t_c, "t_c")
         self.alignment = check_choice(alignment, "alignment", ["anchor", "centroid"])
         self.preset = preset
+        self.uniformity_reduction = check_choice(uniformity_reduction, "uniformity_reduction", REDUCTIONS)
+        self.align_weight = check_choice(align_weight, "align_weight", ALIGN_WEIGHTS)
+        if holder_bandwidth is not None and self.align_weight != "holder":
+            raise ValueError(
+                f"holder_bandwidth: only used with align_weight='holder', got {holder_bandwidth!r} with "
+                f"align_weight={align_weight!r}"
+            )
+        self.holder_bandwidth = (
+            None if holder_bandwidth is None else check_positive(holder_bandwidth, "holder_bandwidth")
+        )
+
+    def bandwidth(self, num_modalities: int) -> float:
+        """KDE bandwidth ``s`` of the Hölder weight at ``M`` modalities (``holder_bandwidth``, else tied)."""
+        if self.holder_bandwidth is not None:
+            return self.holder_bandwidth
+        return F.holder_tied_bandwidth(self.t, num_modalities)
+
+    def alignment_weight(self, num_modalities: int) -> float:
+        """The weight ``w_align`` of the alignment term at ``M`` modalities (see the class docstring)."""
+        if self.align_weight == "fixed":
+            return self.lambda_align
+        w = F.holder_alignment_weight(self.bandwidth(num_modalities), num_modalities, self.alignment)
+        # Under "sum" the uniformity is M times the mean: scale alignment alike to keep the bound's ratio.
+        scale = num_modalities if self.uniformity_reduction == "sum" else 1
+        return self.lambda_align * w * scale
 
     def compute(
         self,
@@ -133,7 +181,11 @@ class UniAlignLoss(MultimodalLoss):
         else:
             align = F.centroid_alignment(*mods.values(), mask=stacked_mask)
         terms["align"] = align
-        total = self.lambda_uni * uniform_sum + self.lambda_align * align
+        if self.uniformity_reduction == "mean":
+            uniform_sum = uniform_sum / len(names)
+        terms["uniform"] = uniform_sum
+        w_align = self.alignment_weight(len(names))
+        total = self.lambda_uni * uniform_sum + w_align * align
 
         if self.lambda_centroid > 0 or self.lambda_det > 0:
             c = F.centroid(*mods.values(), mask=stacked_mask)

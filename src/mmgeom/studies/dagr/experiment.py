@@ -22,7 +22,8 @@ from ...models import FusionClassifier, create_head
 from ...seeding import seed_everything
 from ..runner import study_command, torch_threads
 from .report import write_report
-from .settings import CURVES, SWEEP, VARIANTS, Parts, Setting, _settings
+from .settings import CURVES, MODES, SWEEP, VARIANTS, Parts, Setting, _settings
+from .warm import warm_start
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Problem:
     settings: list[Setting]
     note: str = ""
     probe_iters: int = 100
+    warm_epochs: int = 5
 
 
 def _mfeat(views: list[str] | None, quick: bool) -> Parts:
@@ -74,9 +76,10 @@ def problems(quick: bool) -> tuple[list[Problem], list[str]]:
             {},
             epochs=2 if quick else 30,
             batch_size=64 if quick else 128,
-            settings=_settings(("joint", "dgl", "ogm_ge"), late=True),
+            settings=_settings(MODES, late=True, warm=True),
             note=split_note,
             probe_iters=probe_iters,
+            warm_epochs=1 if quick else 5,
         ),
         Problem(
             "mfeat6",
@@ -85,7 +88,7 @@ def problems(quick: bool) -> tuple[list[Problem], list[str]]:
             {"pix": (16, 15)},
             epochs=1 if quick else 30,
             batch_size=64 if quick else 128,
-            settings=small if quick else _settings(("joint",), late=True),
+            settings=small if quick else _settings(("joint",), late=True, warm=True),
             note=split_note,
             probe_iters=probe_iters,
         ),
@@ -150,16 +153,23 @@ def one_run(
         seed=seed,
     )
     start = time.perf_counter()
+    warm_drift = float("nan")
+    if setting.warm:
+        warm_drift = warm_start(
+            model, train, epochs=problem.warm_epochs, batch_size=problem.batch_size, seed=seed
+        )
     result = train_classifier(model, train, cfg, monitor=None if validate else target)
     final = evaluate_classifier(
         model,
         target,
         train=None if validate else train,
-        aux=setting.mode == "dgl",
+        aux=setting.mode == "dgl-aux",
         geometry_too=not validate,
         probe_iters=problem.probe_iters,
     )
     final["seconds"] = time.perf_counter() - start
+    if setting.warm:
+        final["warm/drift"] = warm_drift
     if result.regularizer is not None:
         final["delta"] = float(result.regularizer.delta)
     for m in train.view_names:  # mean OGM-GE coefficient over training (1 = never slowed down)

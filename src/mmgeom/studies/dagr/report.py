@@ -26,7 +26,15 @@ from .summaries import (
     summarize,
 )
 
-_MODE_TITLES = {"joint": "joint CE", "dgl": "DGL-style", "ogm_ge": "OGM-GE-style"}
+_MODE_TITLES = {
+    "joint": "joint CE",
+    "dgl": "DGL (shared head)",
+    "dgl-aux": "DGL with auxiliary heads",
+    "ogm_ge": "OGM-GE-style",
+    "warm/joint": "joint CE, InfoNCE warm start",
+}
+_MODES = ("joint", "dgl", "dgl-aux", "ogm_ge", "warm/joint")
+_BASES = (*_MODES, "late/joint")
 _VERDICT = {1: "yes", -1: "no (worse)", 0: "no clear difference"}
 Runs = dict[str, list[dict[str, Any]]]
 
@@ -37,11 +45,22 @@ def _delta(runs: Runs, a: str, b: str, key: str) -> tuple[str, str]:
     return describe_delta(d), _VERDICT[clear_sign(d)]
 
 
-def _answers(name: str, runs: Runs) -> tuple[list[str], list[list[str]]]:
+def _answers(name: str, runs: Runs, hp: dict[str, Any] | None = None) -> tuple[list[str], list[list[str]]]:
     """Markdown lines answering the study's three questions for one dataset, and summary-table rows."""
-    lines = ["**Q1. Does DAGR improve fused and unimodal accuracy?** (DAGR − plain, paired by seed)", ""]
+    config = (
+        ""
+        if hp is None
+        else (
+            f" Configuration of every verdict: λ_d = {hp['lambda_d']}, λ_a = {hp['lambda_a']}, "
+            f"δ = {hp['delta']!r}, chosen on the validation split (never on test)."
+        )
+    )
+    lines = [
+        f"**Q1. Does DAGR improve fused and unimodal accuracy?** (DAGR − plain, paired by seed){config}",
+        "",
+    ]
     rows = []
-    for base in (b for b in ("joint", "dgl", "ogm_ge", "late/joint") if b in runs and f"{b}+dagr" in runs):
+    for base in (b for b in _BASES if b in runs and f"{b}+dagr" in runs):
         (fd, fv), (ud, uv) = (_delta(runs, f"{base}+dagr", base, k) for k in ("fused", "unimodal/mean"))
         pd, _ = _delta(runs, f"{base}+dagr", base, "probe/mean")
         md, _ = _delta(runs, f"{base}+dagr", base, "missing/mean")
@@ -51,7 +70,7 @@ def _answers(name: str, runs: Runs) -> tuple[list[str], list[list[str]]]:
         )
         rows.append([name, base, fd, fv, ud, uv])
     lines += ["", "**Q2. Does dispersion alone inflate drift?** (final test drift, mean over pairs)", ""]
-    for mode in (m for m in ("joint", "dgl", "ogm_ge") if f"{m}+disp-only" in runs):
+    for mode in (m for m in _MODES if f"{m}+disp-only" in runs):
         drift = {
             v: summarize(runs[v])["drift/mean"]["mean"] for v in (mode, f"{mode}+disp-only", f"{mode}+dagr")
         }
@@ -63,12 +82,14 @@ def _answers(name: str, runs: Runs) -> tuple[list[str], list[list[str]]]:
             f"dispersion only − full DAGR {d2}."
         )
     lines += ["", "**Q3. Does the band beat always-on alignment?** (DAGR − always-on, same λ)", ""]
-    for mode in (m for m in ("joint", "dgl", "ogm_ge") if f"{m}+always-on" in runs):
+    for mode in (m for m in _MODES if f"{m}+always-on" in runs):
         a, b = f"{mode}+dagr", f"{mode}+always-on"
         (fd, fv), (ud, uv) = (_delta(runs, a, b, k) for k in ("fused", "unimodal/mean"))
         md, _ = _delta(runs, a, b, "missing/mean")
+        pd, _ = _delta(runs, a, b, "probe/mean")
         lines.append(
-            f"- {mode}: fused {fd} → **{fv}**; unimodal (zero-pad) {ud} → **{uv}**; missing-modality {md}."
+            f"- {mode}: fused {fd} → **{fv}**; unimodal (zero-pad) {ud} → **{uv}**; linear probe (mean) "
+            f"{pd}; missing-modality {md}."
         )
     return lines, rows
 
@@ -81,7 +102,7 @@ def plot_file(name: str) -> str:
 def _plot(out: Path, name: str, runs: Runs) -> str:
     """Drift, effective rank and fused accuracy over epochs: one row of panels per training mode."""
     panels = []
-    for mode in ("joint", "dgl", "ogm_ge"):
+    for mode in _MODES:
         group = {k.partition("+")[2] or "none": v for k, v in runs.items() if k.partition("+")[0] == mode}
         if group:
             title = _MODE_TITLES[mode]
@@ -101,7 +122,7 @@ def _section(name: str, prob: dict[str, Any]) -> tuple[list[str], list[list[str]
     first = next(iter(summaries.values()))
     mods = [k.split("/", 1)[1] for k in first if k.startswith("unimodal/") and k != "unimodal/mean"]
     hp = prob["dagr"]
-    answers, rows = _answers(name, runs)
+    answers, rows = _answers(name, runs, hp)
     sec = [f"## {name}: {prob['title']}", "", f"Data: {prob['note']}.", ""]
     sec += [
         f"{prob['epochs']} epochs, batch {prob['batch_size']}, SGD (momentum 0.9, lr 0.05, 1 warm-up epoch, "
@@ -110,14 +131,14 @@ def _section(name: str, prob: dict[str, Any]) -> tuple[list[str], list[list[str]
         f"{prob['cpu_seconds']:.0f} s CPU for this dataset.",
         "",
     ]
-    if hp["delta"] == "auto":
+    if isinstance(hp["delta"], str):
         deltas = {
             k: cell(v, "delta")
             for k, v in summaries.items()
             if "delta" in v and math.isfinite(v["delta"]["mean"]) and "always" not in k
         }
         sec += [
-            "Calibrated band δ (median first-epoch drift): "
+            f"Calibrated band δ (quantile {hp['delta']!r} of the first-epoch drift): "
             + ", ".join(f"{k} {d}" for k, d in deltas.items())
         ]
         sec.append("")
@@ -185,12 +206,10 @@ def _overall(problems: dict[str, dict[str, Any]]) -> list[str]:
     q2, q3f, q3u = [], [], []
     for name, prob in problems.items():
         runs: Runs = prob["runs"]
-        for base in (
-            b for b in ("joint", "dgl", "ogm_ge", "late/joint") if b in runs and f"{b}+dagr" in runs
-        ):
+        for base in (b for b in _BASES if b in runs and f"{b}+dagr" in runs):
             for key, cells in q1.items():
                 cells.append((f"{name} {base}", paired_delta(runs[f"{base}+dagr"], runs[base], key)))
-        for mode in ("joint", "dgl", "ogm_ge"):
+        for mode in _MODES:
             if f"{mode}+disp-only" in runs:
                 q2.append(
                     (f"{name} {mode}", paired_delta(runs[f"{mode}+disp-only"], runs[mode], "drift/mean"))
