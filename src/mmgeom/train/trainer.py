@@ -39,6 +39,7 @@ from .faults import Fault, embedding_fault, loss_fault
 from .loop import run_fit
 from .module_state import legacy_extra_state, split_state_dict
 from .result import TrainResult
+from .runtime import usable_device
 from .schedule import build_scheduler
 
 __all__ = ["TrainResult", "Trainer", "train"]
@@ -79,7 +80,7 @@ class Trainer:
         self.config = config
         self.dist = distributed_info()
         self.progress = (config.train.progress if progress is None else bool(progress)) and self.dist.is_main
-        self.device = torch.device(config.train.device)
+        self.device = usable_device(config.train.device)
         if self.device.type == "cuda" and self.device.index is None and self.dist.world_size > 1:
             self.device = torch.device("cuda", self.dist.local_rank)
         # Seeded for the run (weight init, dropout); fit() puts back the generators' states from here.
