@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from .._io import atomic_write_text
 from ..errors import CheckpointError, ConfigError
 from .checkpoint_store import CHECKPOINTS_DIR, CheckpointStore
 from .config import ExperimentConfig
+from .logging.jsonl import TornLineWarning, read_jsonl
 from .rundir import RUNS_ROOT
 
 #: Config keys that may differ between the interrupted and the resumed run: they change how the run is
@@ -71,25 +73,21 @@ def trim_metrics(path: str | Path, step: int) -> int:
     Returns:
         The number of events removed. A missing file is left missing; a torn last line (the process was
         killed mid-write) is dropped.
+
+    Raises:
+        FileFormatError: a malformed line before the last one (:func:`~.logging.read_jsonl`); the file is
+            then left as it was.
     """
     p = Path(path)
     if not p.is_file():
         return 0
-    kept, removed = [], 0
-    for line in p.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            removed += 1
-            continue
-        if int(event.get("step", 0)) > step or event.get("event") == "end":
-            removed += 1
-            continue
-        kept.append(line)
-    atomic_write_text(p, "".join(f"{line}\n" for line in kept))
-    return removed
+    lines = [line for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TornLineWarning)  # a torn tail is expected after a crash
+        events = read_jsonl(p)
+    kept = [e for e in events if int(e["step"]) <= step and e["event"] != "end"]
+    atomic_write_text(p, "".join(json.dumps(e) + "\n" for e in kept))
+    return len(lines) - len(kept)
 
 
 def find_resumable_run(name: str, root: str | Path = RUNS_ROOT) -> Path:
