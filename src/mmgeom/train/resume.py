@@ -51,18 +51,29 @@ def config_differences(saved: ExperimentConfig, current: ExperimentConfig) -> li
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
 
-def check_resume_config(saved: ExperimentConfig, current: ExperimentConfig) -> None:
+def check_resume_config(
+    saved: ExperimentConfig | dict[str, Any],
+    current: ExperimentConfig,
+    source: str = "the run's config.yaml",
+) -> None:
     """Refuse to resume when a key that shapes the updates changed (data, model, loss, optim, steps...).
+
+    Args:
+        saved: the run's config (``config.yaml``), or the plain dict a checkpoint recorded.
+        current: the config of the resumed run.
+        source: what ``saved`` came from, for the message.
 
     Raises:
         ConfigError: naming each such key with its saved and current value.
     """
-    a, b = _flatten(saved.to_dict()), _flatten(current.to_dict())
-    bad = [k for k in config_differences(saved, current) if not k.startswith(RESUMABLE_CHANGES)]
+    a = _flatten(saved.to_dict() if isinstance(saved, ExperimentConfig) else saved)
+    b = _flatten(current.to_dict())
+    changed = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    bad = [k for k in changed if not k.startswith(RESUMABLE_CHANGES)]
     if bad:
         lines = [f"{k}: run has {a.get(k)!r}, now {b.get(k)!r}" for k in bad]
         raise ConfigError(
-            "cannot resume: the config differs from the run's config.yaml in keys that change training "
+            f"cannot resume: the config differs from {source} in keys that change training "
             "(resume with the same config, or start a new run):\n  " + "\n  ".join(lines)
         )
 
