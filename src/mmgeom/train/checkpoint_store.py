@@ -35,6 +35,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from .._io import WRITE_FAILURES
 from ..errors import CheckpointError
 from ..version import __version__
 
@@ -288,10 +289,6 @@ class CheckpointStore:
         raise CheckpointError(f"{self.root}: no usable checkpoint:\n  {reasons}")
 
 
-#: How torch's zip writer and safetensors report a failed write underneath (ENOSPC, EIO...).
-_WRITE_FAILURES = ("unexpected pos", "PytorchStreamWriter failed", "file write failed", "I/O error", "os error")
-
-
 def _write_or_oserror(target: Path, file: Path, write: Callable[[Path], object]) -> None:
     """``write(file)``; a failure of the write underneath becomes an ``OSError`` naming ``target``.
 
@@ -305,7 +302,7 @@ def _write_or_oserror(target: Path, file: Path, write: Callable[[Path], object])
     except OSError:
         raise
     except Exception as err:
-        if not any(s in str(err) for s in _WRITE_FAILURES):
+        if not any(s in str(err) for s in WRITE_FAILURES):
             raise  # not the disk: e.g. an object in the state that cannot be pickled
         text = str(err).splitlines()[0]
         free = shutil.disk_usage(file.parent).free

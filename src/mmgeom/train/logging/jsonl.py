@@ -52,15 +52,26 @@ class JsonlWriter:
         if self._fh is None:
             raise ValueError(f"{self.path}: writer is closed")
         record = {"event": event, "step": int(step), **to_jsonable(fields)}
-        self._fh.write(json.dumps(record, allow_nan=False) + "\n")
-        self._fh.flush()
+        try:
+            self._fh.write(json.dumps(record, allow_nan=False) + "\n")
+            self._fh.flush()
+        except OSError as err:
+            if err.filename is not None:
+                raise
+            # A buffered write names no file (ENOSPC while flushing): say which one.
+            raise OSError(err.errno, err.strerror or str(err), str(self.path)) from err
         return record
 
     def close(self) -> None:
         """Close the file (idempotent)."""
         if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+            fh, self._fh = self._fh, None
+            try:
+                fh.close()
+            except OSError as err:
+                if err.filename is not None:
+                    raise
+                raise OSError(err.errno, err.strerror or str(err), str(self.path)) from err
 
     def __enter__(self) -> JsonlWriter:
         return self
@@ -94,8 +105,8 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise FileFormatError(f"{p}: line {line}: not UTF-8 text; the file is corrupt") from None
+        at = raw[: err.start].count(b"\n") + 1
+        raise FileFormatError(f"{p}: line {at}: not UTF-8 text; the file is corrupt") from None
     lines = text.split("\n")
     torn_tail = not text.endswith("\n")
     events: list[dict[str, Any]] = []
