@@ -146,6 +146,8 @@ def test_topk_with_and_without_the_kernel_is_identical(native, monkeypatch, dtyp
     _native.reset()
     assert not _native.available(dtype, torch.device("cpu"))
     without = topk(q, g, 10, chunk_size=chunk)
+    # bit-identical by design: both merges only select candidates; the final scores of both come from
+    # the same exact float64 rescoring (rescore.exact_scores) of the same rows.
     assert torch.equal(with_kernel[0], without[0])
     assert torch.equal(with_kernel[1], without[1])
     assert with_kernel[1][-1, :1].tolist() == [100]
@@ -167,8 +169,11 @@ def test_no_compiler_falls_back_to_the_torch_merge(monkeypatch, reset_after):
     _native.reset()
     assert _native.native_status().startswith("unavailable: no C compiler")
     q, g = torch.randn(6, 5), torch.randn(50, 5)
-    ref = torch.topk(torch.nn.functional.normalize(q, dim=1) @ torch.nn.functional.normalize(g, dim=1).T, 3)
-    assert torch.equal(topk(q, g, 3, chunk_size=16)[1], ref.indices)
+    full = torch.nn.functional.normalize(q, dim=1) @ torch.nn.functional.normalize(g, dim=1).T
+    # float32 GEMM reference (another kernel): the items' reference scores must be the top-3 scores,
+    # within float32 rounding, rather than the very same indices (near-ties may swap on another CPU).
+    got = topk(q, g, 3, chunk_size=16)[1]
+    torch.testing.assert_close(full.gather(1, got), torch.topk(full, 3).values, atol=1e-6, rtol=0)
 
 
 def test_failing_compiler_is_reported_and_nothing_is_cached(monkeypatch, tmp_path, reset_after):

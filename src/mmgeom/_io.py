@@ -6,6 +6,7 @@ new one. Used for checkpoints, weights, configs, reports and results files.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -33,11 +34,45 @@ def _atomic_replace(path: str | Path, write: Callable[[str], object]) -> Path:
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.remove(tmp)
+        failure = _write_failure(err, target)
+        if failure is not None:
+            raise failure from err
         raise
     return target
+
+
+#: How torch's zip writer and safetensors report a write that failed underneath (ENOSPC, EIO...).
+WRITE_FAILURES = (
+    "unexpected pos",
+    "PytorchStreamWriter failed",
+    "file write failed",
+    "I/O error",
+    "os error",
+)
+
+
+def _write_failure(err: BaseException, target: Path) -> OSError | None:
+    """An ``OSError`` naming ``target`` for a failed write that does not name it, else ``None``.
+
+    A buffered Python write reports ENOSPC without a file name; safetensors and ``torch.save`` report it
+    as their own exception types. The message says the previous content is intact (nothing replaced it).
+    """
+    if isinstance(err, OSError):
+        if err.filename is not None:
+            return None
+        return OSError(
+            err.errno, f"{err.strerror or err}; {target.name} keeps its previous content", str(target)
+        )
+    if isinstance(err, Exception) and any(s in str(err) for s in WRITE_FAILURES):
+        text = str(err).splitlines()[0]
+        code = errno.ENOSPC if "No space" in text or "unexpected pos" in text else errno.EIO
+        return OSError(
+            code, f"writing failed ({text}); {target.name} keeps its previous content", str(target)
+        )
+    return None
 
 
 def atomic_save_tensors(

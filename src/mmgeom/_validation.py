@@ -117,6 +117,15 @@ def check_batch(
         if first is None:
             first_name, first = name, z
             continue
+        if z.dtype != first.dtype:
+            # Mixed precisions would fail deep inside a matmul ("expected both ... same dtype"), or
+            # silently promote; one dtype per batch is the contract.
+            raise ValueError(
+                f"{name}: expected dtype {first.dtype} as {first_name}, got {z.dtype}; cast every modality "
+                "to one dtype (e.g. .float())"
+            )
+        if z.device != first.device:
+            raise ValueError(f"{name}: expected device {first.device} as {first_name}, got {z.device}")
         if z.shape[0] != first.shape[0]:
             raise ValueError(
                 f"{name}: expected {first.shape[0]} rows to pair with {first_name} "
@@ -151,9 +160,25 @@ def check_anchor(anchor: str | None, modalities: Sequence[str]) -> str:
     return anchor
 
 
+def check_number(value: object, name: str) -> float:
+    """``value`` as a float, refusing booleans and non-numbers.
+
+    ``float(True)`` is 1.0, so a flag passed where a number belongs (``temperature=True``) would silently
+    become 1; it is rejected instead. Integers, floats, NumPy scalars and one-element tensors are numbers.
+    """
+    if isinstance(value, bool) or (isinstance(value, Tensor) and value.dtype == torch.bool):
+        raise ValueError(f"{name}: expected a number, got the boolean {value!r}")
+    if isinstance(value, (str, bytes)):
+        raise ValueError(f"{name}: expected a number, got the string {value!r}")
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a number, got {type(value).__name__} {value!r}") from None
+
+
 def check_positive(value: float, name: str, *, allow_zero: bool = False) -> float:
-    """Check a finite positive (or non-negative) hyper-parameter."""
-    v = float(value)
+    """Check a finite positive (or non-negative) hyper-parameter (booleans are not numbers)."""
+    v = check_number(value, name)
     ok = v >= 0 if allow_zero else v > 0
     if not math.isfinite(v) or not ok:
         bound = ">= 0" if allow_zero else "> 0"
@@ -193,4 +218,13 @@ def check_mask(mask: Mapping[str, Tensor], mods: Mapping[str, Tensor]) -> dict[s
             if zero.numel():
                 raise ValueError(f"{name}: row {int(zero[0])} is marked present but is all zeros")
         out[name] = m
+    if _STATE["deep"] and len(out) >= 2:
+        # A row takes part in a cross-modal term only when two of its modalities are present. With no
+        # such row every term is empty and the loss would be a silent 0 with no gradient: an error.
+        present = torch.stack(list(out.values()), dim=1).sum(dim=1)
+        if not bool((present >= 2).any()):
+            raise ValueError(
+                f"mask: no row has two present modalities (B = {rows}); every row is masked out of every "
+                "pair, so the loss is undefined; drop this batch or fix the mask"
+            )
     return out

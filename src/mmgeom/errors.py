@@ -14,6 +14,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataUnavailableError",
+    "FileFormatError",
     "NonFiniteLossError",
     "TrainingInterrupted",
 ]
@@ -21,6 +22,14 @@ __all__ = [
 
 class DataUnavailableError(RuntimeError):
     """A bundled data source is not installed; the message carries the install command."""
+
+
+class FileFormatError(ValueError):
+    """A file mmgeom reads back (``metrics.jsonl``, a run folder) is malformed.
+
+    The message names the file, the line or key, what was found and what to do; it is a ``ValueError``
+    so callers that catch bad input keep catching it.
+    """
 
 
 class ConfigError(ValueError):

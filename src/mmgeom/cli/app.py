@@ -14,6 +14,7 @@ from .demo import demo_command
 from .eval import eval_command
 from .features import features_command
 from .generate import generate_command
+from .guard import guarded
 from .losses import losses_command
 from .options import OptionalValueCommand
 from .report import report_command
@@ -45,10 +46,11 @@ def _root(
     """Geometry-aware multimodal representation learning: train, evaluate, list losses."""
 
 
-app.command("train", cls=OptionalValueCommand)(train_command)
-app.command("demo")(demo_command)
-app.command("losses")(losses_command)
-app.command("study")(study_command)
+# Every command runs inside the one error boundary (cli/guard.py): one line on stderr, exit 2 or 1.
+app.command("train", cls=OptionalValueCommand)(guarded(train_command))
+app.command("demo")(guarded(demo_command))
+app.command("losses")(guarded(losses_command))
+app.command("study")(guarded(study_command))
 
 config_app = typer.Typer(
     name="config",
@@ -56,15 +58,15 @@ config_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
-config_app.command("show")(config_show_command)
-config_app.command("validate")(config_validate_command)
+config_app.command("show")(guarded(config_show_command))
+config_app.command("validate")(guarded(config_validate_command))
 app.add_typer(config_app, name="config")
 
-app.command("report")(report_command)
-app.command("compare")(compare_command)
-app.command("features")(features_command)
-app.command("eval")(eval_command)
-app.command("generate")(generate_command)
+app.command("report")(guarded(report_command))
+app.command("compare")(guarded(compare_command))
+app.command("features")(guarded(features_command))
+app.command("eval")(guarded(eval_command))
+app.command("generate")(guarded(generate_command))
 
 
 def main(argv: Sequence[str] | None = None) -> Any:

@@ -45,6 +45,12 @@ class MultimodalLoss(nn.Module):
     supports_mask: bool = False
 
     def forward(self, batch: Mapping[str, Tensor], **kwargs: Any) -> LossOutput:
+        if not isinstance(batch, Mapping):
+            # Checked first: ``batch.get`` below would fail with an AttributeError on a list.
+            raise ValueError(
+                f"batch: expected a dict modality -> (B, D) tensor, got {type(batch).__name__}; "
+                'e.g. loss({"text": zt, "image": zi})'
+            )
         mask = kwargs.pop("mask", None)
         if mask is None:
             mask = batch.get("mask")

@@ -10,7 +10,10 @@ from typing import Any
 
 from .._io import atomic_write_text
 from .plots import all_plots, geometry_summary
-from .runlog import RunLog, number, read_run
+from .runlog import ReportError, RunLog, number, read_run
+
+#: Marks a page as written by ``mmgeom report``: only such a file is replaced by a later report.
+GENERATOR_META = "<meta name='generator' content='mmgeom report'>"
 
 REPORT_FILE = "report.html"
 
@@ -187,7 +190,8 @@ def build_report(log: RunLog, inline: bool = True, files_dir: Path | None = None
 
     title = f"mmgeom run {log.run_dir.name}"
     parts = [
-        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>{GENERATOR_META}"
+        f"<title>{html.escape(title)}</title>"
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         _summary(log),
@@ -229,5 +233,39 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, inline: boo
     log = read_run(run_dir)
     path = Path(out) if out is not None else Path(run_dir) / REPORT_FILE
     files_dir = None if inline else path.with_name(re.sub(r"\W", "_", path.stem) + "_files")
+    _check_replaceable(path, default=out is None, files_dir=files_dir)
     text = build_report(log, inline=inline, files_dir=files_dir)
     return atomic_write_text(path, text)
+
+
+def _check_replaceable(path: Path, default: bool, files_dir: Path | None) -> None:
+    """Refuse to replace what this command did not write.
+
+    ``path`` may be new, or an earlier report (it carries :data:`GENERATOR_META`; the default
+    ``RUN_DIR/report.html`` is also accepted, as reports written before the marker lack it). A folder,
+    or any other existing file, is refused: replacing it would lose the user's data. The ``--linked``
+    plot folder may only hold PNGs.
+
+    Raises:
+        ReportError: naming the path and what to do instead.
+    """
+    if path.is_dir():
+        raise ReportError(
+            f"--out {path}: is an existing folder; give the HTML file to write, e.g. {path / REPORT_FILE}"
+        )
+    if path.exists() and not default:
+        head = path.open("rb").read(4096)
+        if GENERATOR_META.encode() not in head:
+            raise ReportError(
+                f"--out {path}: exists and is not an mmgeom report; refusing to replace it "
+                "(choose a new file name or remove it yourself)"
+            )
+    if files_dir is not None and files_dir.exists():
+        if not files_dir.is_dir():
+            raise ReportError(f"{files_dir}: exists and is not a folder; the linked plots go there")
+        others = [p.name for p in files_dir.iterdir() if p.suffix != ".png"]
+        if others:
+            raise ReportError(
+                f"{files_dir}: holds files that are not plots ({', '.join(sorted(others)[:3])}); "
+                "refusing to write into it (use --inline or another --out)"
+            )

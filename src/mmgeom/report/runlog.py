@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..train.logging import read_jsonl
 
 
 class ReportError(ValueError):
@@ -63,12 +64,18 @@ def number(value: Any) -> float | None:
 
 
 def read_run(run_dir: str | Path) -> RunLog:
-    """Read ``config.yaml`` and ``metrics.jsonl`` of a run directory (a torn last line is ignored).
+    """Read ``config.yaml`` and ``metrics.jsonl`` of a run directory.
+
+    ``metrics.jsonl`` is read by :func:`mmgeom.train.logging.read_jsonl`: a torn last line (a crash
+    mid-write) is ignored with a warning; any other malformed line is an error naming its line.
 
     Raises:
-        ReportError: no ``metrics.jsonl`` in the directory.
+        ReportError: no ``metrics.jsonl`` in the directory, or it is not a directory.
+        FileFormatError: a malformed line of ``metrics.jsonl`` (file and line named).
     """
     root = Path(run_dir)
+    if root.exists() and not root.is_dir():
+        raise ReportError(f"{root}: is a file, not a run directory (one holds metrics.jsonl)")
     metrics = root / "metrics.jsonl"
     if not metrics.is_file():
         raise ReportError(f"{root}: no metrics.jsonl (is it a run directory?)")
@@ -76,14 +83,8 @@ def read_run(run_dir: str | Path) -> RunLog:
     config = root / "config.yaml"
     if config.is_file():
         log.config_text = config.read_text(encoding="utf-8")
-    for line in metrics.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        kind = event.get("event")
+    for event in read_jsonl(metrics):
+        kind = event["event"]
         if kind == "start":
             log.start = event
         elif kind == "train":

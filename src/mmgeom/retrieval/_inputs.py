@@ -88,7 +88,12 @@ class Embeddings:
         return out
 
     def rows(self, index: Tensor) -> Tensor:
-        """The rows at ``index`` (1-D int64), in their stored precision (float64 stays float64)."""
+        """The rows at ``index`` (1-D int64), in their stored precision (float64 stays float64).
+
+        A negative index is an error, never a row counted from the end (NumPy would read one).
+        """
+        if index.numel() and int(index.min()) < 0:
+            raise ValueError(f"{self.name}: row index {int(index.min())} is negative; row ids are >= 0")
         x = self.data
         if isinstance(x, Tensor):
             return x.detach().index_select(0, index.to(x.device))

@@ -17,6 +17,7 @@ and falls back to the next older checkpoint (with a warning) when one is incompl
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -25,6 +26,7 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from .._io import WRITE_FAILURES
 from ..errors import CheckpointError
 from ..version import __version__
 
@@ -144,9 +147,17 @@ class CheckpointStore:
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{name}.", suffix=".tmp"))
         try:
             meta = {"mmgeom_version": __version__, "step": str(int(step))}
-            save_file(_plain(model), str(tmp / MODEL_FILE), metadata=meta)
-            save_file(_plain(loss), str(tmp / LOSS_FILE), metadata=meta)
-            torch.save(state, tmp / STATE_FILE)
+            _write_or_oserror(
+                self.root / name,
+                tmp / MODEL_FILE,
+                lambda p: save_file(_plain(model), str(p), metadata=meta),
+            )
+            _write_or_oserror(
+                self.root / name,
+                tmp / LOSS_FILE,
+                lambda p: save_file(_plain(loss), str(p), metadata=meta),
+            )
+            _write_or_oserror(self.root / name, tmp / STATE_FILE, lambda p: torch.save(state, p))
             files = {}
             for fname in (MODEL_FILE, LOSS_FILE, STATE_FILE):
                 _fsync_file(tmp / fname)
@@ -174,6 +185,16 @@ class CheckpointStore:
             _fsync_dir(self.root)
             if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
+        except OSError as err:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if err.filename is not None:
+                raise
+            # A write that failed inside a buffered flush names no file: name the checkpoint.
+            raise OSError(
+                err.errno,
+                f"{err.strerror or err} while writing checkpoint {name}; the previous checkpoints are intact",
+                str(self.root / name),
+            ) from err
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -266,6 +287,32 @@ class CheckpointStore:
             raise CheckpointError(f"{self.root}: no checkpoint to resume from")
         reasons = "\n  ".join(reason for _, reason in skipped)
         raise CheckpointError(f"{self.root}: no usable checkpoint:\n  {reasons}")
+
+
+def _write_or_oserror(target: Path, file: Path, write: Callable[[Path], object]) -> None:
+    """``write(file)``; a failure of the write underneath becomes an ``OSError`` naming ``target``.
+
+    ``torch.save`` reports a full disk as a ``RuntimeError`` (an enforce failure "unexpected pos N vs M"
+    from its zip writer) and safetensors as its own error class; both are turned into an ``OSError``
+    whose message says which checkpoint was not written and that the previous ones are intact (nothing is
+    replaced before every file of the new one is complete).
+    """
+    try:
+        write(file)
+    except OSError:
+        raise
+    except Exception as err:
+        if not any(s in str(err) for s in WRITE_FAILURES):
+            raise  # not the disk: e.g. an object in the state that cannot be pickled
+        text = str(err).splitlines()[0]
+        free = shutil.disk_usage(file.parent).free
+        code = errno.ENOSPC if free < (1 << 20) or "No space" in str(err) else errno.EIO
+        raise OSError(
+            code,
+            f"writing checkpoint {target.name} failed at {file.name} ({text}; {free} bytes free); "
+            "the previous checkpoints are intact",
+            str(target),
+        ) from err
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from itertools import combinations
 from typing import Any, Literal
 
+import torch
 from pydantic import Field, field_validator, model_validator
 
 from ..data import check_fractions, dataset_views, list_datasets
@@ -236,6 +237,17 @@ class TrainConfig(Section):
     num_threads: int | None = Field(default=None, ge=1)
     precision: Literal["fp32", "bf16"] = "fp32"
     deterministic: bool = False
+
+    @field_validator("device")
+    @classmethod
+    def _device_syntax(cls, v: str) -> str:
+        # Only the spelling here: whether this machine has the device is checked when a run starts
+        # (mmgeom.train.runtime.usable_device), so a GPU config still validates on a laptop.
+        try:
+            torch.device(v)
+        except (RuntimeError, ValueError, TypeError):
+            raise ValueError(f"{v!r} is not a torch device; e.g. cpu, cuda, cuda:1, mps") from None
+        return v
 
 
 class EvalConfig(Section):

@@ -108,6 +108,10 @@ class _Loop:
             if old.is_file():
                 check_resume_config(load_config(old), self.cfg)
             chosen = self.store.load_latest(t.device)
+            if isinstance(chosen.state.get("config"), dict):
+                # The checkpoint records the config it was trained with: an edited config.yaml (resumed
+                # with itself) is caught here by key, before the weights fail with size mismatches.
+                check_resume_config(chosen.state["config"], self.cfg, f"the config of {chosen.path}")
             info = {"path": str(chosen.path), "skipped": [[str(p), why] for p, why in chosen.skipped]}
         info = broadcast_object(info)
         ckpt = chosen if chosen is not None else self.store.load(info["path"], t.device)

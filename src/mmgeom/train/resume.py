@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from .._io import atomic_write_text
 from ..errors import CheckpointError, ConfigError
 from .checkpoint_store import CHECKPOINTS_DIR, CheckpointStore
 from .config import ExperimentConfig
+from .logging.jsonl import TornLineWarning, read_jsonl
 from .rundir import RUNS_ROOT
 
 #: Config keys that may differ between the interrupted and the resumed run: they change how the run is
@@ -49,18 +51,29 @@ def config_differences(saved: ExperimentConfig, current: ExperimentConfig) -> li
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
 
-def check_resume_config(saved: ExperimentConfig, current: ExperimentConfig) -> None:
+def check_resume_config(
+    saved: ExperimentConfig | dict[str, Any],
+    current: ExperimentConfig,
+    source: str = "the run's config.yaml",
+) -> None:
     """Refuse to resume when a key that shapes the updates changed (data, model, loss, optim, steps...).
+
+    Args:
+        saved: the run's config (``config.yaml``), or the plain dict a checkpoint recorded.
+        current: the config of the resumed run.
+        source: what ``saved`` came from, for the message.
 
     Raises:
         ConfigError: naming each such key with its saved and current value.
     """
-    a, b = _flatten(saved.to_dict()), _flatten(current.to_dict())
-    bad = [k for k in config_differences(saved, current) if not k.startswith(RESUMABLE_CHANGES)]
+    a = _flatten(saved.to_dict() if isinstance(saved, ExperimentConfig) else saved)
+    b = _flatten(current.to_dict())
+    changed = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    bad = [k for k in changed if not k.startswith(RESUMABLE_CHANGES)]
     if bad:
         lines = [f"{k}: run has {a.get(k)!r}, now {b.get(k)!r}" for k in bad]
         raise ConfigError(
-            "cannot resume: the config differs from the run's config.yaml in keys that change training "
+            f"cannot resume: the config differs from {source} in keys that change training "
             "(resume with the same config, or start a new run):\n  " + "\n  ".join(lines)
         )
 
@@ -71,25 +84,21 @@ def trim_metrics(path: str | Path, step: int) -> int:
     Returns:
         The number of events removed. A missing file is left missing; a torn last line (the process was
         killed mid-write) is dropped.
+
+    Raises:
+        FileFormatError: a malformed line before the last one (:func:`~.logging.read_jsonl`); the file is
+            then left as it was.
     """
     p = Path(path)
     if not p.is_file():
         return 0
-    kept, removed = [], 0
-    for line in p.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            removed += 1
-            continue
-        if int(event.get("step", 0)) > step or event.get("event") == "end":
-            removed += 1
-            continue
-        kept.append(line)
-    atomic_write_text(p, "".join(f"{line}\n" for line in kept))
-    return removed
+    lines = [line for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TornLineWarning)  # a torn tail is expected after a crash
+        events = read_jsonl(p)
+    kept = [e for e in events if int(e["step"]) <= step and e["event"] != "end"]
+    atomic_write_text(p, "".join(json.dumps(e) + "\n" for e in kept))
+    return len(lines) - len(kept)
 
 
 def find_resumable_run(name: str, root: str | Path = RUNS_ROOT) -> Path:

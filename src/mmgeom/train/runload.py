@@ -20,6 +20,7 @@ import torch
 from safetensors import safe_open
 
 from ..data import SplitDataset
+from ..errors import CheckpointError
 from ..models import MultiViewEncoder
 from .builders import build_data, build_encoder
 from .checkpoint import load_tensors
@@ -63,8 +64,11 @@ def is_run_dir(path: str | Path) -> bool:
 
 
 def _file_step(path: Path) -> int | None:
-    with safe_open(str(path), framework="pt") as fh:
-        step = (fh.metadata() or {}).get("step")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            step = (fh.metadata() or {}).get("step")
+    except Exception as err:  # SafetensorError: truncated or not safetensors
+        raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
     return int(step) if step is not None and str(step).isdigit() else None
 
 

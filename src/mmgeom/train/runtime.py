@@ -13,10 +13,36 @@ from collections.abc import Iterator
 
 import torch
 
+from ..errors import ConfigError
 from .config import TrainConfig
 
 #: The environment variable deterministic cuBLAS reads, and the value set when it is unset.
 CUBLAS_ENV, CUBLAS_WORKSPACE = "CUBLAS_WORKSPACE_CONFIG", ":4096:8"
+
+
+def usable_device(name: str, key: str = "train.device") -> torch.device:
+    """``torch.device(name)`` after checking that this machine has it.
+
+    Raises:
+        ConfigError: naming ``key``: an unknown device string, CUDA asked for on a machine without a
+            usable CUDA device (or with fewer devices than the index), or MPS where it is not available.
+    """
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError) as err:
+        raise ConfigError(f"{key}: {name!r} is not a torch device ({err}); e.g. cpu, cuda, cuda:1") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"{key}: {name!r} requested but CUDA is not available on this machine "
+                f"(torch {torch.__version__}, built for CUDA {torch.version.cuda}); set {key}=cpu"
+            )
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"{key}: {name!r} requested but this machine has {count} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{key}: {name!r} requested but MPS is not available here; set {key}=cpu")
+    return device
 
 
 @contextlib.contextmanager

@@ -39,6 +39,7 @@ from .faults import Fault, embedding_fault, loss_fault
 from .loop import run_fit
 from .module_state import legacy_extra_state, split_state_dict
 from .result import TrainResult
+from .runtime import usable_device
 from .schedule import build_scheduler
 
 __all__ = ["TrainResult", "Trainer", "train"]
@@ -79,7 +80,7 @@ class Trainer:
         self.config = config
         self.dist = distributed_info()
         self.progress = (config.train.progress if progress is None else bool(progress)) and self.dist.is_main
-        self.device = torch.device(config.train.device)
+        self.device = usable_device(config.train.device)
         if self.device.type == "cuda" and self.device.index is None and self.dist.world_size > 1:
             self.device = torch.device("cuda", self.dist.local_rank)
         # Seeded for the run (weight init, dropout); fit() puts back the generators' states from here.
@@ -254,6 +255,7 @@ class Trainer:
             "best": self.best,
             "log_state": self.log_state,
             "loss_objects": loss_objects,
+            "config": self.config.to_dict(),  # checked by key when the run is resumed
         }
 
     def checkpoint_tensors(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
@@ -274,7 +276,14 @@ class Trainer:
             legacy = legacy_extra_state(self.loss_fn, state.get("loss_attributes", {}))
             self.loss_fn.load_state_dict({**ckpt.loss, **legacy, **state.get("loss_objects", {})})
         except RuntimeError as err:
-            raise ConfigError(f"checkpoint {ckpt.path} does not fit this model: {err}") from None
+            # torch lists every mismatching tensor on its own line: keep the first, count the rest.
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            detail = lines[1] if len(lines) > 1 else (lines[0] if lines else "")
+            more = f" (+{len(lines) - 2} more)" if len(lines) > 2 else ""
+            raise ConfigError(
+                f"checkpoint {ckpt.path} does not fit this model (was the config edited? model, data "
+                f"views and loss must match the run): {detail}{more}"
+            ) from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
