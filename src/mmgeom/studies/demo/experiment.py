@@ -22,7 +22,10 @@ from ..runner import torch_threads
 from .report import DEMO_FILE, classification_rows, comparison_rows, reading
 from .settings import DemoSettings, LossSpec
 
-__all__ = ["demo_folder", "loss_config", "run_comparison"]
+__all__ = ["EVALS_PER_RUN", "demo_folder", "loss_config", "run_comparison"]
+
+#: Evaluations of each run of the side-by-side demo (evenly spaced; the last one after the final step).
+EVALS_PER_RUN = 3
 
 
 def loss_config(
@@ -30,8 +33,9 @@ def loss_config(
 ) -> ExperimentConfig:
     """The packaged demo config (steps and overrides applied) with ``spec``'s loss (``None``: its own).
 
-    ``eval_before=False`` (the side-by-side table needs the trained models only) skips the evaluation of
-    the untrained model; the single-loss demo keeps it for its before/after tables.
+    ``eval_before=False`` (the side-by-side demo) evaluates :data:`EVALS_PER_RUN` times during training
+    instead of before it, for the curves of the comparison page; the single-loss demo (``True``) keeps
+    the packaged config's before/after evaluations.
     """
     cfg = demo_config(settings.steps, settings.overrides)
     if spec is None:
@@ -40,6 +44,9 @@ def loss_config(
     raw["loss"] = {"name": spec.name, "kwargs": dict(spec.kwargs)}
     raw["run"] = {**raw.get("run", {}), "name": f"demo-{spec.folder}"}
     raw["train"] = {**raw["train"], "eval_before": eval_before}
+    if not eval_before:
+        # a few evaluations along the way, so the comparison page shows curves, not single points
+        raw["train"]["eval_every"] = max(1, cfg.train.steps // EVALS_PER_RUN)
     return config_from_dict(raw, f"demo ({spec.label})")
 
 
