@@ -13,6 +13,7 @@ from .demo import demo_command
 from .eval import eval_command
 from .features import features_command
 from .generate import generate_command
+from .importer import import_command
 from .losses import losses_command
 from .options import OptionalValueCommand
 from .report import report_command
@@ -63,6 +64,7 @@ app.command("report")(report_command)
 app.command("features")(features_command)
 app.command("eval")(eval_command)
 app.command("generate")(generate_command)
+app.command("import")(import_command)
 
 
 def main(argv: Sequence[str] | None = None) -> Any:
