@@ -19,7 +19,7 @@ from ..split import DEFAULT_FRACTIONS
 from ..store_builder import StoreBuilder
 from ..store_format import FEATURE_DTYPES, FeatureStoreError
 
-__all__ = ["Block", "Source", "run_import"]
+__all__ = ["Block", "Source", "encode_texts", "run_import"]
 
 
 @dataclass
@@ -76,6 +76,16 @@ def file_fingerprint(paths: Sequence[Path]) -> list[list[Any]]:
         st = p.stat()
         out.append([str(p.resolve()), st.st_size, st.st_mtime_ns])
     return out
+
+
+def encode_texts(encoder: Any, texts: Sequence[str | None], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Encode the non-missing texts in one batched call: ``(features (b, dim), present (b,))``."""
+    present = np.asarray([t is not None for t in texts], dtype=bool)
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    if present.any():
+        pooled = encoder.encode([t for t in texts if t is not None]).pooled
+        out[present] = pooled.numpy() if hasattr(pooled, "numpy") else np.asarray(pooled)
+    return out, present
 
 
 def check_float(arr: np.ndarray, where: str) -> None:

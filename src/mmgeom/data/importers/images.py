@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..store_format import FeatureStoreError
-from .base import Block, Source, file_fingerprint
+from .base import Block, Source, encode_texts, file_fingerprint
 
 __all__ = ["IMAGE_SUFFIXES", "ImageDecoder", "ImageFolderSource", "TarShardSource"]
 
@@ -189,8 +189,6 @@ class TarShardSource(Source):
             feats = {self.image_modality: np.stack(images)}
             present = {}
             if self.encoder is not None:
-                from .tables import encode_texts
-
                 feats[self.text_modality], present[self.text_modality] = encode_texts(
                     self.encoder, captions, self.specs[self.text_modality][0]
                 )

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..store_format import FeatureStoreError
-from .base import Block, Source, file_fingerprint
+from .base import Block, Source, encode_texts, file_fingerprint
 from .images import ImageDecoder
 
 __all__ = ["TableReader", "TableSource", "encode_texts", "require_pyarrow"]
@@ -34,16 +34,6 @@ def require_pyarrow() -> Any:
 
         raise DataUnavailableError(f"reading tables needs pyarrow; install: {IMPORT_INSTALL}") from None
     return pyarrow
-
-
-def encode_texts(encoder: Any, texts: Sequence[str | None], dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Encode the non-missing texts in one batched call: ``(features (b, dim), present (b,))``."""
-    present = np.asarray([t is not None for t in texts], dtype=bool)
-    out = np.zeros((len(texts), dim), dtype=np.float32)
-    if present.any():
-        pooled = encoder.encode([t for t in texts if t is not None]).pooled
-        out[present] = pooled.numpy() if hasattr(pooled, "numpy") else np.asarray(pooled)
-    return out, present
 
 
 def _kind(path: Path) -> str:
