@@ -214,3 +214,42 @@ def test_two_processes_on_a_store_end_with_the_one_process_weights(tmp_path: Pat
     ddp = load_tensors(out / "model.safetensors")
     for name, value in single.encoder.state_dict().items():
         torch.testing.assert_close(ddp[name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_embed_cli_writes_the_heads_outputs_of_every_row(tmp_path: Path, mfeat_store: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mmgeom.cli import app
+    from mmgeom.train import load_run
+
+    cfg = config_from_dict(
+        _config({"store": str(mfeat_store), "modalities": ["kar", "mor"]}, train={"steps": 4})
+    )
+    Trainer(cfg, tmp_path / "run").fit()
+    res = CliRunner().invoke(
+        app,
+        [
+            "embed",
+            str(tmp_path / "run"),
+            str(mfeat_store),
+            str(tmp_path / "emb"),
+            "--no-progress",
+            "--chunk-rows",
+            "300",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    emb = FeatureStore.open(tmp_path / "emb")
+    src = FeatureStore.open(mfeat_store)
+    assert emb.modalities == ("kar", "mor") and emb.dims == {"kar": 8, "mor": 8} and emb.num_rows == 2000
+    assert emb.ids.tolist() == src.ids.tolist() and emb.split.tolist() == src.split.tolist()
+    np.testing.assert_array_equal(emb.labels, src.labels)
+    # Reference: the run's encoder on the whole store standardised in memory with the run's statistics.
+    run = load_run(tmp_path / "run")
+    sc = run.data.standardizer
+    assert sc is not None
+    with torch.no_grad():
+        want = run.encoder({m: (src.read(m) - sc.mean[m]) / sc.scale[m] for m in ("kar", "mor")})
+    for m in ("kar", "mor"):
+        torch.testing.assert_close(emb.read(m), want[m], rtol=1e-5, atol=1e-6)
+    assert emb.metadata["run"] == str(tmp_path / "run")

@@ -10,6 +10,7 @@ import typer
 
 from ..version import __version__
 from .demo import demo_command
+from .embed import embed_command
 from .eval import eval_command
 from .features import features_command
 from .generate import generate_command
@@ -65,6 +66,7 @@ app.command("features")(features_command)
 app.command("eval")(eval_command)
 app.command("generate")(generate_command)
 app.command("import")(import_command)
+app.command("embed")(embed_command)
 
 
 def main(argv: Sequence[str] | None = None) -> Any:
