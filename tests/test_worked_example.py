@@ -1,4 +1,4 @@
-"""The worked example of docs/data.md, small: Fashion-MNIST PNGs + captions in a CSV -> import -> train -> eval.
+"""The worked example of docs/data.md, small: Fashion-MNIST PNGs + captions CSV -> import -> train -> eval.
 
 Uses only the public command line: ``mmgeom import`` (images decoded with Pillow, captions encoded by the
 bundled MiniLM), ``mmgeom train`` from a YAML config (UniAlign), ``mmgeom eval`` on the test split.
@@ -21,7 +21,7 @@ PER_CLASS = 30
 
 
 def write_example(root: Path, per_class: int = PER_CLASS) -> Path:
-    """``root/images/*.png`` and ``root/fashion.csv`` (image, caption, label): ``per_class`` rows per class."""
+    """``root/images/*.png`` and ``root/fashion.csv`` (image, caption, label), ``per_class`` rows a class."""
     import numpy as np
     from PIL import Image
 
