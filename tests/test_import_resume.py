@@ -41,7 +41,7 @@ if kind == "arrays":
 else:
     files = [root / "a.parquet", root / "b.parquet"]
     src = TableSource(files, embeddings={"e": "e", "g": "g"}, label_column="y")
-run_import(src, target, chunk_rows=7)
+run_import(src, target, chunk_rows=7, commit_seconds=0)
 """
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,49 @@ def seeded_split(labels: np.ndarray | None, n: int, fractions: Sequence[float], 
     return out
 
 
+class _RowFile:
+    """A preallocated ``.npy`` file written row block by row block with ``pwrite``.
+
+    Plain positional writes, not a memory map: pages of a shared map stay in the process's resident set
+    until unmapped, which would grow memory with the store; written pages here live only in the page
+    cache. The header is numpy's own (``open_memmap`` creates the file), so the bytes match ``np.save``.
+    """
+
+    def __init__(self, path: Path, dtype: str, shape: tuple[int, ...], *, create: bool) -> None:
+        self.path, self.dtype, self.shape = path, np.dtype(dtype), shape
+        if create:
+            arr = np.lib.format.open_memmap(path, mode="w+", dtype=self.dtype, shape=shape)
+            del arr  # a sparse file: header + zero-length holes, nothing resident
+        row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        self.row_bytes = row_bytes
+        self.offset = path.stat().st_size - shape[0] * row_bytes
+        if self.offset <= 0:
+            raise FeatureStoreError(f"{path}: size {path.stat().st_size} does not fit {shape} {self.dtype}")
+        self.fd: int | None = os.open(path, os.O_RDWR)
+
+    def write_rows(self, start: int, values: np.ndarray) -> None:
+        data = np.ascontiguousarray(values, dtype=self.dtype)
+        assert self.fd is not None
+        view = data.reshape(-1).view(np.uint8).data
+        pos, done = self.offset + start * self.row_bytes, 0
+        while done < len(view):  # pwrite may write less than asked
+            done += os.pwrite(self.fd, view[done:], pos + done)
+
+    def sync(self) -> None:
+        if self.fd is not None:
+            os.fsync(self.fd)
+
+    def read_all(self) -> np.ndarray:
+        self.sync()
+        return np.load(self.path, allow_pickle=False)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.fsync(self.fd)
+            os.close(self.fd)
+            self.fd = None
+
+
 class StoreBuilder:
     """A store under construction: preallocated memory maps filled block by block (see module docstring).
 
@@ -79,6 +123,8 @@ class StoreBuilder:
         fingerprint: JSON description of the input and options; a work folder left by an import with
             another fingerprint is discarded instead of resumed.
         overwrite: replace an existing store at ``target`` (never something that is not a store).
+        commit_seconds: make written rows durable (fsync) and record them in ``state.json`` at most this
+            often (and at the end); a killed import redoes at most this much work. ``0``: every block.
 
     Raises:
         FeatureStoreError: ``target`` exists (without ``overwrite``, or is not a store); bad specs.
@@ -92,6 +138,7 @@ class StoreBuilder:
         fingerprint: Mapping[str, Any],
         *,
         overwrite: bool = False,
+        commit_seconds: float = 2.0,
     ) -> None:
         self.target, self.overwrite = Path(target), overwrite
         check_target(self.target, overwrite)
@@ -112,19 +159,17 @@ class StoreBuilder:
             self._discard_work()
             self.work.mkdir(parents=True)
         self.rows_done = int(old["rows_done"]) if resume and old is not None else 0
-        mode = "r+" if resume else "w+"
         self.features = {
-            m: np.lib.format.open_memmap(
-                self.work / feature_file(m), mode=mode, dtype=t, shape=(self.num_rows, d)
-            )
+            m: _RowFile(self.work / feature_file(m), t, (self.num_rows, d), create=not resume)
             for m, (d, t) in self.specs.items()
         }
         self.present = {
-            m: np.lib.format.open_memmap(
-                self.work / f"presence-{m}.npy", mode=mode, dtype=bool, shape=(self.num_rows,)
-            )
+            m: _RowFile(self.work / f"presence-{m}.npy", "bool", (self.num_rows,), create=not resume)
             for m in self.specs
         }
+        self.commit_seconds = float(commit_seconds)
+        self._pending: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._committed_at = time.monotonic()
         # Row blocks written after the last recorded state belong to a block that will be redone.
         for stale in self.work.glob("rows-*.npz"):
             if int(stale.stem.split("-")[1]) >= self.rows_done:
@@ -169,21 +214,34 @@ class StoreBuilder:
             labels: ``(b,)`` int64 class ids (-1: none) or str class names ("": none).
             split: ``(b,)`` split names ("": not given).
         """
-        if start != self.rows_done:
+        if start != self.rows_done + sum(len(p[1]) for p in self._pending):
             raise FeatureStoreError(f"import: block starts at row {start}, expected {self.rows_done}")
         b = len(ids)
         for m, x in features.items():
-            self.features[m][start : start + b] = x
-            self.present[m][start : start + b] = present[m]
-        for arr in (*self.features.values(), *self.present.values()):
-            arr.flush()
-        with open(self.work / f"rows-{start:012d}.npz", "wb") as fh:
-            np.savez(fh, ids=ids, labels=labels, split=split)
+            self.features[m].write_rows(start, x)
+            self.present[m].write_rows(start, present[m])
+        self._pending.append((start, np.asarray(ids), np.asarray(labels), np.asarray(split)))
+        done = start + b == self.num_rows
+        if done or time.monotonic() - self._committed_at >= self.commit_seconds:
+            self.commit()
+
+    def commit(self) -> None:
+        """Make the rows written so far durable, then record them in ``state.json`` (in that order)."""
+        if not self._pending:
+            return
+        for f in (*self.features.values(), *self.present.values()):
+            f.sync()
+        first = self._pending[0][0]
+        cols = [np.concatenate([p[k] for p in self._pending]) for k in (1, 2, 3)]
+        with open(self.work / f"rows-{first:012d}.npz", "wb") as fh:
+            np.savez(fh, ids=cols[0], labels=cols[1], split=cols[2])
             fh.flush()
             os.fsync(fh.fileno())
-        self.rows_done = start + b
+        self.rows_done = first + len(cols[0])
+        self._pending = []
         self._state["rows_done"] = self.rows_done
         _fsync_json(self.work / _STATE, self._state)
+        self._committed_at = time.monotonic()
 
     def _rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         parts = sorted(self.work.glob("rows-*.npz"))
@@ -248,24 +306,24 @@ class StoreBuilder:
         codes = np.searchsorted(np.asarray(names), split).astype(np.uint8)
         anything = np.zeros(self.num_rows, dtype=bool)
         kept: dict[str, np.ndarray] = {}
-        for m, mask in self.present.items():
+        for m, f in self.present.items():
+            mask = f.read_all()
             anything |= mask
             if not mask.all():
-                kept[m] = np.array(mask)
+                kept[m] = mask
         if not anything.all():
             row = int(np.flatnonzero(~anything)[0])
             raise FeatureStoreError(f"import: row {row} has no modality present")
-        for arr in self.features.values():
-            arr.flush()
-            with open(arr.filename, "rb+") as fh:  # type: ignore[arg-type]
-                os.fsync(fh.fileno())
+        for f in (*self.features.values(), *self.present.values()):
+            f.close()
         for m, keep in kept.items():
             _save(self.work / mask_file(m), keep)
         _save(self.work / "ids.npy", ids)
         _save(self.work / "labels.npy", labels)
         _save(self.work / "split.npy", codes)
+        shapes = {m: np.empty((0, d), dtype=t) for m, (d, t) in self.specs.items()}
         manifest = build_manifest(
-            self.num_rows, self.features, kept, ids, codes, names, json.loads(json.dumps(meta))
+            self.num_rows, shapes, kept, ids, codes, names, json.loads(json.dumps(meta))
         )
         self.features.clear()
         self.present.clear()

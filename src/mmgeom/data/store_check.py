@@ -7,6 +7,7 @@ cut short or a hand edit is reported precisely instead of failing later inside a
 from __future__ import annotations
 
 import json
+import mmap
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +22,7 @@ from .store_format import (
     FeatureStoreError,
 )
 
-__all__ = ["check_rows", "check_split_codes", "load_manifest", "load_npy"]
+__all__ = ["check_rows", "check_split_codes", "load_manifest", "load_npy", "release_pages"]
 
 # A file named by the manifest must be a plain name inside the store: no separators, no "..".
 _FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.npy$")
@@ -147,3 +148,16 @@ def check_rows(rows: np.ndarray | Sequence[int], num_rows: int, what: str = "row
             f"{what}[{i}]: row index {int(arr[i])} out of range; expected 0 <= row < {num_rows}"
         )
     return arr
+
+
+def release_pages(arr: np.ndarray) -> None:
+    """Drop a read-only memory map's pages from this process's resident set (``MADV_DONTNEED``).
+
+    Pages of a file mapping stay resident (counted in RSS) after they were read, so a pass over a large
+    store would grow the process to the store's size. The data stays in the page cache; a later read
+    faults it back in cheaply. Views of the map stay valid. A no-op where ``madvise`` is unavailable.
+    """
+    mm = getattr(arr, "_mmap", None)
+    advice = getattr(mmap, "MADV_DONTNEED", None)
+    if mm is not None and advice is not None and hasattr(mm, "madvise"):
+        mm.madvise(advice)

@@ -23,6 +23,7 @@ from .features import FeatureStore
 from .multiview import MultiViewDataset
 from .split import Split
 from .standardize import Standardizer
+from .store_check import release_pages
 from .store_format import FeatureStoreError
 
 __all__ = ["STORE_PARTS", "StoreRows", "load_store_split", "streaming_standardizer"]
@@ -60,6 +61,7 @@ def streaming_standardizer(
             if part.size == 0:
                 continue
             x = np.asarray(arr[np.sort(part)], dtype=np.float64)
+            release_pages(arr)
             k, xm = x.shape[0], x.mean(axis=0)
             xm2 = ((x - xm) ** 2).sum(axis=0)
             delta = xm - mu
@@ -134,7 +136,9 @@ class StoreRows(MultiViewDataset):
         views: dict[str, Tensor] = {}
         mask: dict[str, Tensor] = {}
         for m in self.modalities:
-            x = torch.from_numpy(np.asarray(self.store.array(m)[sorted_rows], dtype=np.float32)[back])
+            arr = self.store.array(m)
+            x = torch.from_numpy(np.asarray(arr[sorted_rows], dtype=np.float32)[back])
+            release_pages(arr)  # keep the resident set at one batch, not the whole store
             keep = torch.from_numpy(self.store.present(m, sorted_rows)[back])
             if self.standardizer is not None:
                 x = (x - self.standardizer.mean[m]) / self.standardizer.scale[m]

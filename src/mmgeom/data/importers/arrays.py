@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..store_check import release_pages
 from ..store_format import FeatureStoreError
 from .base import Block, Source, check_float, file_fingerprint
 
@@ -99,6 +100,7 @@ class _Shard:
 
     def read(self, a: int, b: int) -> np.ndarray:
         if self._loaded is not None:
+            release_pages(self._loaded)  # the previous block was written already
             return np.asarray(self._loaded[a:b])
         if self.path.suffix.lower() == ".safetensors":
             from safetensors import safe_open
@@ -112,6 +114,8 @@ class _Shard:
     def release(self) -> None:
         if self.path.suffix.lower() == ".npz":
             self._loaded = None
+        elif self._loaded is not None:
+            release_pages(self._loaded)
 
 
 class ShardedArray:

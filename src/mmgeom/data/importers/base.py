@@ -114,7 +114,9 @@ def _check_block(source: Source, block: Block, dtypes: Mapping[str, str]) -> dic
             raise FeatureStoreError(
                 f"{source.locate(m, block.start + row)}, column {col}: modality {m!r} has a NaN or Inf value"
             )
-        block.features[m] = np.where(keep[:, None], x, 0).astype(dtypes[m], copy=False)
+        if not keep.all():
+            x = np.where(keep[:, None], x, 0)
+        block.features[m] = x.astype(dtypes[m], copy=False)
         present[m] = keep
     return present
 
@@ -128,6 +130,7 @@ def run_import(
     seed: int = 0,
     overwrite: bool = False,
     progress: bool = False,
+    commit_seconds: float = 2.0,
 ) -> Path:
     """Write ``source`` as a feature store at ``target``: chunked, resumable, atomic.
 
@@ -139,6 +142,7 @@ def run_import(
         seed: split seed.
         overwrite: replace an existing store at ``target``.
         progress: show a progress bar on stderr.
+        commit_seconds: how often finished rows are made durable and recorded for a resume.
 
     Returns:
         The store folder.
@@ -152,7 +156,9 @@ def run_import(
 
     options = {"fractions": list(fractions), "seed": seed, "chunk_rows": chunk_rows}
     fingerprint = {"source": source.fingerprint(), "options": options}
-    builder = StoreBuilder(target, source.num_rows, source.specs, fingerprint, overwrite=overwrite)
+    builder = StoreBuilder(
+        target, source.num_rows, source.specs, fingerprint, overwrite=overwrite, commit_seconds=commit_seconds
+    )
     dtypes = {m: t for m, (_, t) in source.specs.items()}
     with tqdm(
         total=source.num_rows, initial=builder.rows_done, unit="row", unit_scale=True, disable=not progress
