@@ -350,3 +350,16 @@ def test_import_refuses_foreign_targets(tmp_path: Path) -> None:
     with pytest.raises(FeatureStoreError, match="not an mmgeom import work folder"):
         run_import(ArraysSource({"x": tmp_path / "a.npy"}), tmp_path / "other")
     assert (tmp_path / "mine" / "keep.txt").exists() and (tmp_path / ".other.import" / "keep.txt").exists()
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_nonfinite_rows_matches_isfinite(dtype: type) -> None:
+    from mmgeom.data.importers.base import nonfinite_rows
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 7)).astype(dtype)
+    x[3, 2], x[10, 0], x[11, 6] = np.nan, np.inf, -np.inf
+    x[20, 1] = np.finfo(dtype).max  # the largest finite value is not flagged
+    x[21, 1] = np.finfo(dtype).tiny / 2  # nor a subnormal
+    np.testing.assert_array_equal(nonfinite_rows(x), ~np.isfinite(x).all(axis=1))
+    np.testing.assert_array_equal(np.flatnonzero(nonfinite_rows(x)), [3, 10, 11])

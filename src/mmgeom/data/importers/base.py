@@ -96,6 +96,24 @@ def check_float(arr: np.ndarray, where: str) -> None:
         )
 
 
+_EXPONENT = {np.dtype(np.float16): (np.uint16, 0x7C00), np.dtype(np.float32): (np.uint32, 0x7F800000)}
+
+
+def nonfinite_rows(x: np.ndarray) -> np.ndarray:
+    """``(b,)`` bool: rows holding a NaN or Inf.
+
+    For float16/float32 the exponent bits are tested directly (all ones <=> NaN or Inf, IEEE 754), which
+    is exact and several times faster than ``np.isfinite`` on float16, which numpy emulates in software.
+    """
+    bits = _EXPONENT.get(x.dtype)
+    if bits is None or not x.flags.c_contiguous:
+        return ~np.isfinite(x).all(axis=1)
+    utype, exp = bits
+    u = x.view(utype)
+    # The largest masked exponent per row equals the all-ones pattern iff some value is NaN/Inf.
+    return np.bitwise_and(u, utype(exp)).max(axis=1) == utype(exp)
+
+
 def _check_block(source: Source, block: Block, dtypes: Mapping[str, str]) -> dict[str, np.ndarray]:
     b = len(block)
     present: dict[str, np.ndarray] = {}
@@ -107,7 +125,7 @@ def _check_block(source: Source, block: Block, dtypes: Mapping[str, str]) -> dic
             )
         keep = block.present.get(m)
         keep = np.ones(b, dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
-        bad = ~np.isfinite(x).all(axis=1) & keep
+        bad = nonfinite_rows(x) & keep
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             col = int(np.flatnonzero(~np.isfinite(x[row]))[0])
