@@ -141,7 +141,7 @@ def import_command(
     image_size: Annotated[str, typer.Option(help="Decoded image size HEIGHTxWIDTH.")] = "28x28",
     image_mode: Annotated[str, typer.Option(help="L (grayscale) or RGB.")] = "L",
     dtype: Annotated[str | None, typer.Option(help="Store dtype: float16, float32 or float64.")] = None,
-    chunk_rows: Annotated[int, typer.Option(help="Rows per block (bounds memory).")] = 65536,
+    chunk_rows: Annotated[int, typer.Option(help="Rows per block (bounds memory).")] = 16384,
     fractions: Annotated[str, typer.Option(help="TRAIN,VAL,TEST of the seeded split.")] = "0.7,0.1,0.2",
     seed: Annotated[int, typer.Option(help="Seed of the split written when there is no split column.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing store at OUT.")] = False,

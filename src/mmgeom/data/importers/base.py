@@ -143,7 +143,7 @@ def run_import(
     source: Source,
     target: str | Path,
     *,
-    chunk_rows: int = 65536,
+    chunk_rows: int = 16384,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     seed: int = 0,
     overwrite: bool = False,
