@@ -75,3 +75,17 @@ def test_load_store_split_errors(tmp_path: Path) -> None:
         load_store_split(tmp_path / "s", ["a"])
     with pytest.raises(FeatureStoreError, match=r"split: 'dev' not in the store"):
         load_store_split(tmp_path / "s", ["a", "c"], split={"val": "dev"})
+
+
+def test_sampler_with_cached_epoch_order_gives_the_defined_stream() -> None:
+    from mmgeom.data import BatchSampler
+
+    s = BatchSampler(10, 4, seed=3)
+    got = [s.next_batch() for _ in range(7)]  # 2 batches per epoch (drop_last): epochs 0, 1, 2, 3
+    for k, batch in enumerate(got):
+        epoch, pos = divmod(k, 2)
+        want = np.random.default_rng([3, epoch]).permutation(10)[4 * pos : 4 * pos + 4]
+        np.testing.assert_array_equal(batch.numpy(), want)
+    got[0][0] = -1  # a caller writing into its batch does not change the sampler's cached order
+    s.load_state_dict({"epoch": 3, "position": 0, "seed": 3})
+    np.testing.assert_array_equal(s.next_batch().numpy(), np.random.default_rng([3, 3]).permutation(10)[:4])

@@ -37,7 +37,7 @@ def streaming_standardizer(
     modalities: Sequence[str],
     rows: np.ndarray,
     *,
-    chunk_rows: int = 65536,
+    chunk_rows: int = 16384,
     min_std: float = 1e-6,
 ) -> Standardizer:
     """Per-column mean and population std of ``rows`` (present rows only), in chunks.
@@ -169,7 +169,7 @@ def load_store_split(
     split: Mapping[str, str] | None = None,
     standardize: bool = True,
     labels: bool = True,
-    chunk_rows: int = 65536,
+    chunk_rows: int = 16384,
 ) -> SplitDataset:
     """A store's train / val / test parts for training (see the module docstring).
 
