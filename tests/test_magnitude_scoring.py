@@ -119,10 +119,14 @@ def test_cli_magnitude_rescoring_matches_independent_loop(tmp_path, mfeat) -> No
 
 def test_demo_score_option(tmp_path, mfeat) -> None:
     runner = CliRunner()
-    args = ["demo", "--steps", "2", "--no-progress", "--out", str(tmp_path / "d"), "--score", "magnitude"]
+    args = ["demo", "--loss", "infonce", "--steps", "2", "--no-progress", "--out", str(tmp_path / "d")]
+    args += ["--score", "magnitude"]
     args += ["--set", "data.views=[pix, fou]", "--set", "eval.diagnostics=false"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "score: magnitude" in result.output and "pix<->fou" in result.output
     bad = runner.invoke(app, ["demo", "--score", "dot"])
     assert bad.exit_code == 2 and "dot" in bad.output
+    alone = runner.invoke(app, ["demo", "--score", "magnitude", "--out", str(tmp_path / "e")])
+    assert alone.exit_code == 2 and "--loss" in alone.output
+    assert not (tmp_path / "e").exists()

@@ -11,10 +11,12 @@ import typer
 from ..version import __version__
 from .compare import compare_command
 from .demo import demo_command
+from .embed import embed_command
 from .eval import eval_command
 from .features import features_command
 from .generate import generate_command
 from .guard import guarded
+from .importer import import_command
 from .losses import losses_command
 from .options import OptionalValueCommand
 from .report import report_command
@@ -67,6 +69,8 @@ app.command("compare")(guarded(compare_command))
 app.command("features")(guarded(features_command))
 app.command("eval")(guarded(eval_command))
 app.command("generate")(guarded(generate_command))
+app.command("import")(guarded(import_command))
+app.command("embed")(guarded(embed_command))
 
 
 def main(argv: Sequence[str] | None = None) -> Any:

@@ -115,6 +115,8 @@ def demo_command(
         )
         train_and_report(cfg, out, progress, score=score.value)
         return
+    if score is not Score.cosine:
+        raise ValueError("--score: scores the single-loss demo only; add --loss NAME")
     folder = guard(lambda: demo_folder(out))
     console.print(
         "mmgeom demo: the same heads on the six views of UCI Multiple Features, trained with "

@@ -38,6 +38,19 @@ EXIT_DIVERGED = 1
 #: Exit status of a run stopped by a signal (after its checkpoint): 128 + the signal number.
 EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 
+#: Click's own control flow (exits, usage errors, aborts) passes through the guard untouched. Recent typer
+#: releases ship their own copy of click, whose exception classes are not ``click``'s: both are listed.
+_CLICK_FLOW: tuple[type[BaseException], ...] = tuple(
+    {
+        typer.Exit,
+        typer.Abort,
+        click.exceptions.Exit,
+        click.ClickException,
+        click.exceptions.Abort,
+        *(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"),
+    }
+)
+
 #: ``errno`` -> (exit status, what to do). Faults of the machine are runtime faults (1); a path the user
 #: chose that cannot be used is bad input (2).
 _OS_HINTS: dict[int, tuple[int, str]] = {
@@ -138,7 +151,7 @@ def guard(fn: Callable[[], T]) -> T:
     """
     try:
         return fn()
-    except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+    except _CLICK_FLOW:
         raise
     except TrainingInterrupted as e:
         if is_rank_zero():

@@ -10,7 +10,6 @@ the target, which is renamed into place after every file is flushed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,8 @@ import torch
 from torch import Tensor
 
 from .multiview import MultiViewDataset
-from .store_format import MANIFEST, STORE_FORMAT, STORE_VERSION, FeatureStoreError
+from .store_check import check_rows, check_split_codes, load_manifest, load_npy
+from .store_format import MANIFEST, FeatureStoreError
 from .store_writer import write_store
 
 __all__ = ["FeatureStore", "FeatureStoreError"]
@@ -57,6 +57,7 @@ class FeatureStore:
         *,
         metadata: Mapping[str, Any] | None = None,
         dtype: str | None = None,
+        masks: Mapping[str, np.ndarray | Tensor | Sequence[bool]] | None = None,
         overwrite: bool = False,
     ) -> FeatureStore:
         """Validate and write a store at ``path`` atomically, then open it.
@@ -69,15 +70,26 @@ class FeatureStore:
             split: a split name per row (``"train"``, ``"test"``, …) or one name for every row.
             metadata: JSON-serialisable description (source, backbone, preprocessing).
             dtype: convert every modality to this dtype first (``None``: keep each one's own).
-            overwrite: replace an existing store at ``path``.
+            masks: modality → ``(N,)`` bool presence (True = present); rows where a modality is absent
+                are kept (stored as zeros, any NaN there is ignored). ``None``: every modality everywhere.
+            overwrite: replace an existing store at ``path`` (never a folder that is not a feature store).
 
         Raises:
             FeatureStoreError: mismatched row counts, a non-floating or bfloat16 feature dtype, non-finite
-                values, duplicate ids, non-integer labels, a missing split, a bad name, or an existing
-                ``path`` without ``overwrite``.
+                values in a present row (naming row and column), duplicate ids, non-integer labels, a
+                missing split, a bad name, a bad mask or a row with no modality present, an existing
+                ``path`` without ``overwrite``, or an existing ``path`` that is not a feature store.
         """
         target = write_store(
-            path, features, ids, labels, split, metadata=metadata, dtype=dtype, overwrite=overwrite
+            path,
+            features,
+            ids,
+            labels,
+            split,
+            metadata=metadata,
+            dtype=dtype,
+            masks=masks,
+            overwrite=overwrite,
         )
         return cls.open(target)
 
@@ -88,19 +100,14 @@ class FeatureStore:
         """Open the store at ``path`` and check its manifest against the files.
 
         Raises:
-            FeatureStoreError: no manifest, another format or version, or a file whose shape or dtype
-                differs from the manifest.
+            FeatureStoreError: no manifest, another format or version, a malformed manifest key, a
+                truncated or missing ``.npy`` file, a file whose shape or dtype differs from the manifest,
+                or a split code out of range (each names the file and the key or row).
         """
         folder = Path(path)
         if not (folder / MANIFEST).is_file():
             raise FeatureStoreError(f"{folder}: not a feature store (no {MANIFEST})")
-        with open(folder / MANIFEST, encoding="utf-8") as fh:
-            manifest = json.load(fh)
-        if manifest.get("format") != STORE_FORMAT or manifest.get("version") != STORE_VERSION:
-            raise FeatureStoreError(
-                f"{folder}: format {manifest.get('format')!r} version {manifest.get('version')!r}; "
-                f"expected {STORE_FORMAT!r} version {STORE_VERSION}"
-            )
+        manifest = load_manifest(folder / MANIFEST)
         store = cls(folder, manifest)
         n = store.num_rows
         for m, spec in manifest["modalities"].items():
@@ -110,18 +117,29 @@ class FeatureStore:
                     f"{folder / spec['file']}: shape {arr.shape} dtype {arr.dtype}, manifest says "
                     f"{tuple(spec['shape'])} {spec['dtype']}"
                 )
-        for name in ("ids", "labels", "split"):
+            if "mask" in spec:
+                mask = store._load(spec["mask"])
+                if mask.shape != (n,) or mask.dtype != np.bool_:
+                    raise FeatureStoreError(
+                        f"{folder / spec['mask']}: shape {mask.shape} dtype {mask.dtype}, "
+                        f"expected ({n},) bool"
+                    )
+        kinds = {"ids": "iU", "labels": "i", "split": "u"}
+        for name, kind in kinds.items():
             arr = store._load(f"{name}.npy")
-            if arr.shape != (n,):
-                raise FeatureStoreError(f"{folder / (name + '.npy')}: shape {arr.shape}, expected ({n},)")
+            if arr.shape != (n,) or arr.dtype.kind not in kind:
+                raise FeatureStoreError(
+                    f"{folder / (name + '.npy')}: shape {arr.shape} dtype {arr.dtype}, expected ({n},) "
+                    f"{'int64 or str' if name == 'ids' else 'int64' if name == 'labels' else 'uint8'}"
+                )
+        check_split_codes(
+            folder / "split.npy", store._load("split.npy"), manifest["splits"], manifest["split_counts"]
+        )
         return store
 
     def _load(self, file: str) -> np.ndarray:
         if file not in self._arrays:
-            path = self.path / file
-            if not path.is_file():
-                raise FeatureStoreError(f"{path}: missing file of the feature store")
-            self._arrays[file] = np.load(path, mmap_mode="r", allow_pickle=False)
+            self._arrays[file] = load_npy(self.path / file)
         return self._arrays[file]
 
     @property
@@ -178,6 +196,26 @@ class FeatureStore:
             raise FeatureStoreError(f"modality: unknown {modality!r}; the store has {list(self.modalities)}")
         return self._load(self.manifest["modalities"][modality]["file"])
 
+    @property
+    def has_masks(self) -> bool:
+        """Whether some modality is absent from some row (a presence mask is stored)."""
+        return any("mask" in s for s in self.manifest["modalities"].values())
+
+    def present(self, modality: str, rows: np.ndarray | Sequence[int] | None = None) -> np.ndarray:
+        """``(len(rows),)`` bool: whether ``modality`` is present in each row (all rows when ``None``).
+
+        A modality without a stored mask is present in every row. Absent rows hold zeros.
+        """
+        if modality not in self.manifest["modalities"]:
+            raise FeatureStoreError(f"modality: unknown {modality!r}; the store has {list(self.modalities)}")
+        spec = self.manifest["modalities"][modality]
+        idx = None if rows is None else check_rows(rows, self.num_rows)
+        size = self.num_rows if idx is None else idx.size
+        if "mask" not in spec:
+            return np.ones(size, dtype=bool)
+        mask = self._load(spec["mask"])
+        return np.array(mask if idx is None else mask[idx])
+
     def indices(self, split: str | Sequence[str] | None = None) -> np.ndarray:
         """Sorted int64 rows of ``split`` (a name or several; ``None``: every row).
 
@@ -212,7 +250,7 @@ class FeatureStore:
             dtype: output dtype (``None``: the stored one).
         """
         arr = self.array(modality)
-        idx = np.asarray(rows, dtype=np.int64) if rows is not None else self.indices(split)
+        idx = check_rows(rows, self.num_rows) if rows is not None else self.indices(split)
         full = rows is None and split is None
         out = torch.from_numpy(np.array(arr if full else arr[idx]))
         return out if dtype is None else out.to(dtype)

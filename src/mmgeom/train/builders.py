@@ -16,7 +16,18 @@ __all__ = ["build_data", "build_encoder", "build_loss", "build_optimizer"]
 
 
 def build_data(cfg: DataConfig) -> SplitDataset:
-    """Load the dataset's selected views, split (stratified, seeded) and standardise with train stats."""
+    """Load the dataset's selected views, split (stratified, seeded) and standardise with train stats.
+
+    With ``cfg.store`` the parts come from the feature store instead: its own split, training rows read
+    batch by batch from the memory maps, statistics from a streaming pass
+    (:func:`~mmgeom.data.store_training.load_store_split`).
+    """
+    if cfg.store is not None:
+        from ..data.store_training import load_store_split
+
+        return load_store_split(
+            cfg.store, cfg.modalities, split=cfg.split, standardize=cfg.standardize, labels=cfg.labels
+        )
     data = load_dataset(cfg.dataset, cfg.views)
     return split_and_standardize(data, cfg.fractions, cfg.split_seed, cfg.standardize)
 

@@ -23,64 +23,12 @@ from typing import Any, Literal
 import torch
 from pydantic import Field, field_validator, model_validator
 
-from ..data import check_fractions, dataset_views, list_datasets
 from ..losses import create_loss, get_loss_class, list_losses
 from ..models import list_heads
 from .config_base import Section, _error
+from .config_data import DataConfig
 from .config_runtime import CheckpointConfig, DistributedConfig, FaultsConfig, LoggingConfig
 from .yaml_io import dump_yaml
-
-
-class DataConfig(Section):
-    """Which dataset and views, and how to split and scale them.
-
-    Attributes:
-        dataset: a bundled dataset name (``"mfeat"``).
-        views: the views to use, in order; ``None`` for all of them.
-        split_seed: seed of the stratified split.
-        fractions: ``(train, val, test)`` fractions, summing to 1.
-        standardize: per-view standardisation with training-split statistics.
-    """
-
-    dataset: str = "mfeat"
-    views: list[str] | None = None
-    split_seed: int = 0
-    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
-    standardize: bool = True
-
-    @field_validator("dataset")
-    @classmethod
-    def _known_dataset(cls, v: str) -> str:
-        if v not in list_datasets():
-            raise ValueError(f"unknown dataset {v!r}; available: {list_datasets()}")
-        return v
-
-    @field_validator("fractions")
-    @classmethod
-    def _fractions(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
-        try:
-            return check_fractions(v)
-        except ValueError as err:
-            raise ValueError(str(err).removeprefix("fractions: ")) from None
-
-    @model_validator(mode="after")
-    def _known_views(self) -> DataConfig:
-        if self.views is not None:
-            available = dataset_views(self.dataset)
-            if len(self.views) < 2:
-                raise _error(f"expected at least two views to align, got {self.views}", key="views")
-            for v in self.views:
-                if v not in available:
-                    raise _error(
-                        f"unknown view {v!r} of {self.dataset}; available: {list(available)}", key="views"
-                    )
-            if len(set(self.views)) != len(self.views):
-                raise _error(f"a view is listed twice: {self.views}", key="views")
-        return self
-
-    def view_names(self) -> tuple[str, ...]:
-        """The selected views (all of the dataset's when ``views`` is ``None``)."""
-        return tuple(self.views) if self.views is not None else dataset_views(self.dataset)
 
 
 class ModelConfig(Section):

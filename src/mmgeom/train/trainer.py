@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data import BatchSampler, SplitDataset
+from ..data.store_training import StoreRows
 from ..distributed import (
     DistributedLoss,
     all_gather_object,
@@ -115,6 +116,18 @@ class Trainer:
             self.optimizer, config.train.steps, o.warmup_steps, o.min_lr, o.schedule
         )
         self.sampler = BatchSampler(len(train), config.train.batch_size, seed=config.train.seed)
+        # A store's training rows stay on disk; train_step reads each batch's rows (and their mask).
+        self.train_rows = train if isinstance(train, StoreRows) else None
+        if (
+            self.train_rows is not None
+            and self.train_rows.has_masks
+            and not getattr(self.loss_fn, "supports_mask", True)
+        ):
+            raise ConfigError(
+                f"loss.name: {config.loss.name!r} does not accept missing-modality masks, and a modality of "
+                f"{config.data.store} is absent from some rows; use unialign or dagr, or choose modalities "
+                "present in every row"
+            )
         self.train_views = {v: x.to(self.device) for v, x in train.views.items()}
         self.train_labels = train.labels.to(self.device)
         self.pairs = config.eval.resolve_pairs(train.view_names)
@@ -166,12 +179,21 @@ class Trainer:
         idx = idx.to(self.device)
         self.encoder.train()
         self.loss_fn.train()
+        kwargs: dict[str, Any] = {}
+        if self.train_rows is not None:
+            views, mask = self.train_rows.read(idx.cpu())
+            views = {v: x.to(self.device) for v, x in views.items()}
+            if mask:
+                kwargs["mask"] = {v: m.to(self.device) for v, m in mask.items()}
+        else:
+            views = {v: x[idx] for v, x in self.train_views.items()}
         with self._autocast():
-            emb = self.model({v: x[idx] for v, x in self.train_views.items()})
+            emb = self.model(views)
         fault = self._agree(embedding_fault(emb))
         out: LossOutput | None = None
         if fault is None:
-            kwargs = {"labels": self.train_labels[idx]} if self.config.loss.use_labels else {}
+            if self.config.loss.use_labels:
+                kwargs["labels"] = self.train_labels[idx]
             with self._autocast():
                 out = self.loss_call(emb, **kwargs)
             fault = self._agree(loss_fault(out))

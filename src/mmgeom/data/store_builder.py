@@ -1,0 +1,335 @@
+"""Write a feature store block by block: bounded memory, resumable, finalised atomically.
+
+The importers (:mod:`mmgeom.data.importers`) know the row count and each modality's width before they
+read a row, so the builder preallocates every ``features-<m>.npy`` as a memory map in a work folder
+``.<name>.import`` next to the target and fills it in row order. After each block the maps are flushed and
+``state.json`` records how many rows are done (written last, atomically), so a killed import reopens the
+work folder and continues from there. Because every byte of the final files is a function of the input
+alone (the ``.npy`` headers, the rows, the seeded split), a resumed import ends byte-identical to an
+uninterrupted one. :meth:`StoreBuilder.finalise` writes ids, labels, split, masks and the manifest, then
+renames the work folder into place, so a reader never sees half a store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .split import DEFAULT_FRACTIONS, check_fractions
+from .store_format import MANIFEST, FeatureStoreError, feature_file, mask_file
+from .store_writer import build_manifest, check_target, replace_folder
+
+__all__ = ["StoreBuilder", "seeded_split"]
+
+_STATE = "state.json"
+
+
+def _fsync_json(path: Path, obj: object) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=2)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _save(path: Path, arr: np.ndarray) -> None:
+    with open(path, "wb") as fh:
+        np.save(fh, arr, allow_pickle=False)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def seeded_split(labels: np.ndarray | None, n: int, fractions: Sequence[float], seed: int) -> np.ndarray:
+    """``(n,)`` split names: stratified by class when every row has a label (``>= 0``), else random.
+
+    Stratified: in each class of ``k`` rows, ``round(k * f_val)`` rows go to ``val`` and ``round(k * f_test)``
+    to ``test``, chosen by ``default_rng([seed, class]).permutation(k)`` (the rule of
+    :func:`mmgeom.data.stratified_split`). Random: the same rule over all rows with ``default_rng([seed])``.
+    """
+    _, f_val, f_test = check_fractions(fractions)
+    out = np.full(n, "train", dtype="<U5")
+    groups: list[tuple[list[int], np.ndarray]] = []
+    if labels is not None and labels.size and (labels >= 0).all():
+        groups = [([seed, int(c)], np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    else:
+        groups = [([seed], np.arange(n))]
+    for key, rows in groups:
+        k = rows.size
+        n_val, n_test = round(k * f_val), round(k * f_test)
+        perm = rows[np.random.default_rng(key).permutation(k)]
+        out[perm[:n_val]] = "val"
+        out[perm[n_val : n_val + n_test]] = "test"
+    return out
+
+
+class _RowFile:
+    """A preallocated ``.npy`` file written row block by row block with ``pwrite``.
+
+    Plain positional writes, not a memory map: pages of a shared map stay in the process's resident set
+    until unmapped, which would grow memory with the store; written pages here live only in the page
+    cache. The header is numpy's own (``open_memmap`` creates the file), so the bytes match ``np.save``.
+    """
+
+    def __init__(self, path: Path, dtype: str, shape: tuple[int, ...], *, create: bool) -> None:
+        self.path, self.dtype, self.shape = path, np.dtype(dtype), shape
+        if create:
+            arr = np.lib.format.open_memmap(path, mode="w+", dtype=self.dtype, shape=shape)
+            del arr  # a sparse file: header + zero-length holes, nothing resident
+        row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        self.row_bytes = row_bytes
+        self.offset = path.stat().st_size - shape[0] * row_bytes
+        if self.offset <= 0:
+            raise FeatureStoreError(f"{path}: size {path.stat().st_size} does not fit {shape} {self.dtype}")
+        self.fd: int | None = os.open(path, os.O_RDWR)
+
+    def write_rows(self, start: int, values: np.ndarray) -> None:
+        data = np.ascontiguousarray(values, dtype=self.dtype)
+        assert self.fd is not None
+        view = data.reshape(-1).view(np.uint8).data
+        pos, done = self.offset + start * self.row_bytes, 0
+        while done < len(view):  # pwrite may write less than asked
+            done += os.pwrite(self.fd, view[done:], pos + done)
+
+    def sync(self) -> None:
+        if self.fd is not None:
+            os.fsync(self.fd)
+
+    def read_all(self) -> np.ndarray:
+        self.sync()
+        return np.load(self.path, allow_pickle=False)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.fsync(self.fd)
+            os.close(self.fd)
+            self.fd = None
+
+
+class StoreBuilder:
+    """A store under construction: preallocated memory maps filled block by block (see module docstring).
+
+    Args:
+        target: the store folder to create.
+        num_rows: ``N``.
+        specs: modality → ``(dim, dtype)``, dtype one of the store's feature dtypes.
+        fingerprint: JSON description of the input and options; a work folder left by an import with
+            another fingerprint is discarded instead of resumed.
+        overwrite: replace an existing store at ``target`` (never something that is not a store).
+        commit_seconds: make written rows durable (fsync) and record them in ``state.json`` at most this
+            often (and at the end); a killed import redoes at most this much work. ``0``: every block.
+
+    Raises:
+        FeatureStoreError: ``target`` exists (without ``overwrite``, or is not a store); bad specs.
+    """
+
+    def __init__(
+        self,
+        target: str | Path,
+        num_rows: int,
+        specs: Mapping[str, tuple[int, str]],
+        fingerprint: Mapping[str, Any],
+        *,
+        overwrite: bool = False,
+        commit_seconds: float = 2.0,
+    ) -> None:
+        self.target, self.overwrite = Path(target), overwrite
+        check_target(self.target, overwrite)
+        if num_rows < 1:
+            raise FeatureStoreError(f"import: the input has {num_rows} rows; expected at least one")
+        self.num_rows = int(num_rows)
+        self.specs = {m: (int(d), str(t)) for m, (d, t) in specs.items()}
+        self.work = self.target.parent / f".{self.target.name}.import"
+        state = {
+            "num_rows": self.num_rows,
+            "specs": self.specs,
+            "fingerprint": json.loads(json.dumps(fingerprint)),
+        }
+        state = json.loads(json.dumps(state))  # tuples -> lists, so a reloaded state compares equal
+        old = self._read_state()
+        resume = old is not None and {k: old.get(k) for k in state} == state
+        if not resume:
+            self._discard_work()
+            self.work.mkdir(parents=True)
+        self.rows_done = int(old["rows_done"]) if resume and old is not None else 0
+        self.features = {
+            m: _RowFile(self.work / feature_file(m), t, (self.num_rows, d), create=not resume)
+            for m, (d, t) in self.specs.items()
+        }
+        self.present = {
+            m: _RowFile(self.work / f"presence-{m}.npy", "bool", (self.num_rows,), create=not resume)
+            for m in self.specs
+        }
+        self.commit_seconds = float(commit_seconds)
+        self._pending: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._committed_at = time.monotonic()
+        # Row blocks written after the last recorded state belong to a block that will be redone.
+        for stale in self.work.glob("rows-*.npz"):
+            if int(stale.stem.split("-")[1]) >= self.rows_done:
+                stale.unlink()
+        state["rows_done"] = self.rows_done
+        self._state = state
+        _fsync_json(self.work / _STATE, state)
+
+    def _read_state(self) -> dict[str, Any] | None:
+        try:
+            state = json.loads((self.work / _STATE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return state if isinstance(state, dict) else None
+
+    def _discard_work(self) -> None:
+        if not self.work.exists():
+            return
+        # Only a folder this builder made (it holds state.json) or an empty one is deleted.
+        if not (self.work / _STATE).is_file() and any(self.work.iterdir()):
+            raise FeatureStoreError(
+                f"{self.work}: exists and is not an mmgeom import work folder; "
+                "remove it or pick another target"
+            )
+        shutil.rmtree(self.work)
+
+    def write(
+        self,
+        start: int,
+        features: Mapping[str, np.ndarray],
+        present: Mapping[str, np.ndarray],
+        ids: np.ndarray,
+        labels: np.ndarray,
+        split: np.ndarray,
+    ) -> None:
+        """Write rows ``start .. start + b`` (``start`` must equal :attr:`rows_done`), then record them.
+
+        Args:
+            features: modality → ``(b, D)`` values (absent rows: anything finite, stored as given).
+            present: modality → ``(b,)`` bool.
+            ids: ``(b,)`` int64 or str ids.
+            labels: ``(b,)`` int64 class ids (-1: none) or str class names ("": none).
+            split: ``(b,)`` split names ("": not given).
+        """
+        if start != self.rows_done + sum(len(p[1]) for p in self._pending):
+            raise FeatureStoreError(f"import: block starts at row {start}, expected {self.rows_done}")
+        b = len(ids)
+        for m, x in features.items():
+            self.features[m].write_rows(start, x)
+            self.present[m].write_rows(start, present[m])
+        self._pending.append((start, np.asarray(ids), np.asarray(labels), np.asarray(split)))
+        done = start + b == self.num_rows
+        if done or time.monotonic() - self._committed_at >= self.commit_seconds:
+            self.commit()
+
+    def commit(self) -> None:
+        """Make the rows written so far durable, then record them in ``state.json`` (in that order)."""
+        if not self._pending:
+            return
+        for f in (*self.features.values(), *self.present.values()):
+            f.sync()
+        first = self._pending[0][0]
+        cols = [np.concatenate([p[k] for p in self._pending]) for k in (1, 2, 3)]
+        with open(self.work / f"rows-{first:012d}.npz", "wb") as fh:
+            np.savez(fh, ids=cols[0], labels=cols[1], split=cols[2])
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.rows_done = first + len(cols[0])
+        self._pending = []
+        self._state["rows_done"] = self.rows_done
+        _fsync_json(self.work / _STATE, self._state)
+        self._committed_at = time.monotonic()
+
+    def _rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        parts = sorted(self.work.glob("rows-*.npz"))
+        cols: dict[str, list[np.ndarray]] = {"ids": [], "labels": [], "split": []}
+        for part in parts:
+            with np.load(part, allow_pickle=False) as z:
+                for k in cols:
+                    cols[k].append(z[k])
+        ids, labels, split = (np.concatenate(cols[k]) for k in ("ids", "labels", "split"))
+        return ids, labels, split
+
+    def finalise(
+        self,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        fractions: Sequence[float] = DEFAULT_FRACTIONS,
+        seed: int = 0,
+    ) -> Path:
+        """Check ids and presence, write ids/labels/split/masks/manifest, rename into place.
+
+        Labels given as names become class ids in sorted name order (``metadata["class_names"]``). Without
+        a split column every row gets a seeded split (:func:`seeded_split`); a split column must name a
+        split for every row.
+
+        Raises:
+            FeatureStoreError: rows missing, duplicate ids, a row with no modality present, a split column
+                that leaves some rows without a split.
+        """
+        if self.rows_done != self.num_rows:
+            raise FeatureStoreError(
+                f"import: {self.rows_done} of {self.num_rows} rows written; cannot finalise"
+            )
+        ids, labels, split = self._rows()
+        meta = dict(metadata or {})
+        if ids.dtype.kind == "U" and (ids == "").any():
+            raise FeatureStoreError(f"ids: row {int(np.flatnonzero(ids == '')[0])} has an empty id")
+        values, counts = np.unique(ids, return_counts=True)
+        if (counts > 1).any():
+            dup = values[counts > 1][0]
+            rows = np.flatnonzero(ids == dup)[:2].tolist()
+            raise FeatureStoreError(
+                f"ids: {dup.item()!r} appears more than once (rows {rows[0]} and {rows[1]})"
+            )
+        if labels.dtype.kind == "U":
+            names = sorted(set(labels.tolist()) - {""})
+            if names and all(s.lstrip("-").isdigit() for s in names):
+                # Integer labels that came as text (CSV, Parquet string columns) stay class ids.
+                labels = np.asarray([int(s) if s else -1 for s in labels.tolist()], dtype=np.int64)
+            else:
+                lookup = {s: i for i, s in enumerate(names)}
+                labels = np.asarray([lookup.get(s, -1) for s in labels.tolist()], dtype=np.int64)
+                meta["class_names"] = names
+        labels = labels.astype(np.int64)
+        given = split != ""
+        if given.any() and not given.all():
+            row = int(np.flatnonzero(~given)[0])
+            raise FeatureStoreError(f"split: row {row} has no split name; give one for every row or none")
+        if not given.any():
+            split = seeded_split(labels, self.num_rows, fractions, seed)
+            meta["split"] = {"seed": seed, "fractions": list(check_fractions(fractions))}
+        names = sorted(set(split.tolist()))
+        codes = np.searchsorted(np.asarray(names), split).astype(np.uint8)
+        anything = np.zeros(self.num_rows, dtype=bool)
+        kept: dict[str, np.ndarray] = {}
+        for m, f in self.present.items():
+            mask = f.read_all()
+            anything |= mask
+            if not mask.all():
+                kept[m] = mask
+        if not anything.all():
+            row = int(np.flatnonzero(~anything)[0])
+            raise FeatureStoreError(f"import: row {row} has no modality present")
+        for f in (*self.features.values(), *self.present.values()):
+            f.close()
+        for m, keep in kept.items():
+            _save(self.work / mask_file(m), keep)
+        _save(self.work / "ids.npy", ids)
+        _save(self.work / "labels.npy", labels)
+        _save(self.work / "split.npy", codes)
+        shapes = {m: np.empty((0, d), dtype=t) for m, (d, t) in self.specs.items()}
+        manifest = build_manifest(
+            self.num_rows, shapes, kept, ids, codes, names, json.loads(json.dumps(meta))
+        )
+        self.features.clear()
+        self.present.clear()
+        for extra in [*self.work.glob("rows-*.npz"), *self.work.glob("presence-*.npy"), self.work / _STATE]:
+            extra.unlink()
+        _fsync_json(self.work / MANIFEST, manifest)
+        check_target(self.target, self.overwrite)  # nothing new appeared at the target meanwhile
+        replace_folder(self.work, self.target)
+        return self.target
