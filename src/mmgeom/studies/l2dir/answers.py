@@ -21,8 +21,8 @@ def _cell(summary: Mapping[str, Mapping[str, float]], key: str) -> str:
 
 
 def _delta(r: Mapping[str, Any]) -> str:
-    test = f"t = {r['t']:.1f}" if math.isfinite(r["t"]) else "one seed"
-    return f"Δ {r['mean']:+.4f} ± {r['std']:.4f} ({r['verdict']}, {test})"
+    test = f", t = {r['t']:.1f}" if math.isfinite(r["t"]) else ""
+    return f"Δ {r['mean']:+.4f} ± {r['std']:.4f} ({r['verdict']}{test})"
 
 
 def _point(params: Mapping[str, float]) -> str:

@@ -58,9 +58,9 @@ def run_task(data: TaskData, settings: StudySettings, log: Callable[[str], None]
         for point in spec.grid:
             recs, dirs = [], []
             for seed in range(nv):
-                rec, per_dir = _train_eval(data, method, seed, settings, point)
+                rec, one = _train_eval(data, method, seed, settings, point)
                 recs.append(rec)
-                dirs.append(per_dir)
+                dirs.append(one)
             trained.append((recs, dirs))
         key = f"val/{spec.select_score}/map"
         scores = [float(np.mean([r[key] for r in recs])) for recs, _ in trained]
@@ -71,9 +71,9 @@ def run_task(data: TaskData, settings: StudySettings, log: Callable[[str], None]
         ]
         records, per_dir = trained[best]
         for seed in range(nv, settings.seeds):
-            rec, d = _train_eval(data, method, seed, settings, spec.grid[best])
+            rec, one = _train_eval(data, method, seed, settings, spec.grid[best])
             records.append(rec)
-            per_dir.append(d)
+            per_dir.append(one)
         for r in records:
             log(
                 f"  {data.name} {method:<15} {spec.grid[best]} seed {int(r['seed'])}: mAP cosine "
