@@ -362,8 +362,11 @@ def _grid_and_selection(
 def run(*, out: Path, seeds: int | None, quick: bool) -> Path:
     """Run the study (``quick``: 1 seed, M in {2, 3}, 20 steps) and write its results into ``out``.
 
-    Full run: about 45 min of wall time on 2 cores with one torch thread (the grid's validation phase
-    uses ``val_seeds = 2`` seeds, the chosen configurations 5).
+    Full run: at most 370 trainings — 150 scaling, 140 validation-only grid runs (``val_seeds = 2``),
+    up to 25 re-trained choices (5 seeds), 25 ablation, 30 anchor-sweep (3 seeds). One training at
+    ``M = 6`` took 5.5 s with the full evaluation and 4.7 s validation-only (3.6 / 2.1 s at ``M = 2``),
+    measured with ``train_one`` at the FULL settings on the shared 2-core machine (load about 3.5), so
+    the run should take 25–40 min with one torch thread.
 
     Args:
         out: results folder (created).
