@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 
 from mmgeom.cli import app
 from mmgeom.data import fashion_mnist_available
+from mmgeom.losses import create_loss
 from mmgeom.models import text_backbone_available
-from mmgeom.studies.l2dir.data import load_mfeat
+from mmgeom.studies.l2dir.data import _last_per_class, holdout, load_mfeat
 from mmgeom.studies.l2dir.metrics import (
     average_ranks,
     cohens_d,
@@ -23,8 +24,9 @@ from mmgeom.studies.l2dir.metrics import (
     magnitude_relevance,
     pair_gap,
 )
+from mmgeom.studies.l2dir.model import loss_kwargs
 from mmgeom.studies.l2dir.report import paired
-from mmgeom.studies.l2dir.settings import METHODS
+from mmgeom.studies.l2dir.settings import FULL, METHODS
 
 
 def auc_loop(r: list[float], rel: list[bool]) -> float:
@@ -84,6 +86,37 @@ def test_pair_gap_and_paired_test() -> None:
     assert paired([0.5], [0.4])["verdict"] == "single seed: no test"
 
 
+def test_holdout_is_a_seeded_partition() -> None:
+    keep, held = holdout(50, 0.2)
+    assert len(held) == 10 and len(keep) == 40
+    assert sorted(keep.tolist() + held.tolist()) == list(range(50))
+    again = holdout(50, 0.2)
+    assert torch.equal(keep, again[0]) and torch.equal(held, again[1])
+    assert len(holdout(3, 0.01)[1]) == 1 and len(holdout(3, 0.99)[0]) == 1  # one row on each side
+    with pytest.raises(ValueError, match="val_fraction"):
+        holdout(10, 1.0)
+    mask = _last_per_class(torch.tensor([0, 1, 0, 0, 1, 2]), 2)
+    assert mask.tolist() == [False, True, True, True, True, True]
+
+
+def test_loss_kwargs_layering_and_methods_build() -> None:
+    assert loss_kwargs("infonce", FULL) == {"temperature": FULL.temperature}
+    kw = loss_kwargs("l2dir-infotn", FULL, {"lambda_n": 0.1})
+    assert kw == {"temperature": FULL.temperature, "lambda_n": 0.1, "norm_term": "tn", "objective": "infotn"}
+    assert loss_kwargs("release", FULL)["variant"] == "release"
+    g = torch.Generator().manual_seed(0)
+    q, p = torch.randn(6, 5, generator=g), torch.randn(6, 5, generator=g)
+    for name, spec in METHODS.items():
+        for point in spec.grid:
+            loss = create_loss(spec.loss, **loss_kwargs(name, FULL, point))
+            extra = {}
+            if spec.loss == "l2dir" and spec.magnitude_head:
+                extra["magnitudes"] = {"q": q.norm(dim=1), "p": p.norm(dim=1)}
+            if spec.reconstruction:
+                extra["magnitude_targets"] = {"q": q.norm(dim=1) + 1, "p": p.norm(dim=1) + 1}
+            assert torch.isfinite(loss({"q": q, "p": p}, **extra).total), (name, point)
+
+
 def test_mfeat_features_are_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mfeat) -> None:
     monkeypatch.setenv("MMGEOM_CACHE_DIR", str(tmp_path))
     first = load_mfeat()
@@ -116,4 +149,13 @@ def test_quick_study_via_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mf
                 assert 0.0 <= runs[0][key] <= 1.0, (method, key)
     for png in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
         assert not Path(png).is_absolute() and (out / png).is_file()
-    assert "## Answers" in md and "release" in md
+    assert "## Answers" in md and "release" in md and "## Validation grid" in md
+    for task in data["tasks"].values():
+        for method, points in task["grid"].items():
+            key = f"val/{METHODS[method].select_score}/map"
+            assert [p["params"] for p in points] == list(METHODS[method].grid)
+            best = max(range(len(points)), key=lambda i: sum(points[i]["val"]))
+            assert [p["chosen"] for p in points] == [i == best for i in range(len(points))]
+            # the reported run of the chosen point is the one whose validation score was recorded
+            assert task["runs"][method][0][key] == points[best]["val"][0]
+    assert "MagnitudeHead: 128 → softplus scalar on the raw frozen features (no input LayerNorm" in md

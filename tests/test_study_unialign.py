@@ -20,7 +20,15 @@ from mmgeom.studies import list_studies
 from mmgeom.studies.unialign import render
 from mmgeom.studies.unialign.answers import compare
 from mmgeom.studies.unialign.experiment import evaluate_run
-from mmgeom.studies.unialign.settings import ABLATIONS, LOSSES, QUICK, VIEW_ORDER
+from mmgeom.studies.unialign.settings import (
+    ABLATIONS,
+    BASELINES,
+    GRID,
+    LOSSES,
+    QUICK,
+    SELECTION_KEY,
+    VIEW_ORDER,
+)
 
 
 class _Identity(nn.Module):
@@ -45,6 +53,9 @@ def test_identical_views_give_perfect_alignment_metrics() -> None:
         assert m[key] == pytest.approx(1.0, abs=1e-6), key
     assert m["probe/anchor"] == 1.0  # well-separated classes
     assert m["probe/mean"] == 1.0
+    assert m["val/hit@1"] == pytest.approx(1.0, abs=1e-6)  # the validation split's selection metrics
+    assert m["val/all/hit@1"] == pytest.approx(1.0, abs=1e-6)
+    assert abs(m["holder_tied"]) < 1e-3
     assert m["gap"] == pytest.approx(0.0, abs=1e-6)
     assert m["chi"] == pytest.approx(0.0, abs=1e-6)
     assert abs(m["holder"]) < 1e-3  # Monte-Carlo estimate of an exact 0 for M = 3
@@ -64,9 +75,35 @@ def test_ablation_pieces_of_lambda_vol() -> None:
     assert torch.allclose(both - plain, only_c.terms["uniform/centroid"] + only_v.terms["volume"], atol=1e-6)
 
 
+def test_grid_is_the_full_factorial_and_its_losses_are_the_library_options() -> None:
+    assert len(GRID) == 16 and len({p.label for p in GRID}) == 16
+    assert {(p.reduction, p.align_weight, p.lambda_vol) for p in GRID} == {
+        (r, w, v) for r in ("mean", "sum") for w in ("fixed", "holder") for v in (0.0, 1.0)
+    }
+    # the two library-default points are the scaling losses (their runs are reused, not retrained)
+    assert {p.label for p in GRID} & set(LOSSES) == {"UniAlign (anchor)", "UniAlign (centroid)"}
+    g = torch.Generator().manual_seed(3)
+    batch = {v: torch.randn(16, 8, generator=g) for v in VIEW_ORDER[:4]}
+    for p in GRID:
+        ref = create_loss(
+            "unialign",
+            anchor="pix",
+            alignment=p.alignment,
+            uniformity_reduction=p.reduction,
+            align_weight=p.align_weight,
+            lambda_vol=p.lambda_vol,
+        )
+        assert torch.allclose(p.factory()("pix", 4, QUICK)(batch).total, ref(batch).total), p.label
+    default = next(p for p in GRID if p.label == "UniAlign (anchor)")
+    assert torch.allclose(
+        default.factory()("pix", 4, QUICK)(batch).total,
+        LOSSES["UniAlign (anchor)"]("pix", 4, QUICK)(batch).total,
+    )
+
+
 def test_every_study_loss_builds_and_runs() -> None:
     batch = {v: torch.randn(8, 4, requires_grad=True) for v in VIEW_ORDER[:3]}
-    for label, make in {**LOSSES, **ABLATIONS}.items():
+    for label, make in {**LOSSES, **ABLATIONS, **{p.label: p.factory() for p in GRID}}.items():
         out = make("pix", 3, QUICK)(batch)
         assert torch.isfinite(out.total), label
         out.total.backward()
@@ -105,7 +142,8 @@ def test_quick_study_through_the_cli(tmp_path: Path) -> None:
         "## Setup",
         "## Answers",
         "### 1. Do zeta and chi grow with M under InfoNCE?",
-        "### 2. Does UniAlign beat the baselines at M ≥ 3?",
+        "### 2. Does the best validated UniAlign beat the best validated baseline?",
+        "## Sensitivity grid (validation split)",
         "### 3. Which anchor is best",
         "### 4. What does each UniAlign term do (M = 3, anchor pix)?",
         "### 5. Where the paper's claims are (not) reproduced here",
@@ -134,6 +172,29 @@ def test_quick_study_through_the_cli(tmp_path: Path) -> None:
     # InfoNCE over all pairs and over anchor pairs are the same loss at M = 2 (same seed, same numbers).
     m2 = {e["loss"]: e["metrics"]["hit@1"]["mean"] for e in payload["scaling"] if e["M"] == 2}
     assert m2["InfoNCE (all pairs)"] == m2["InfoNCE (anchor)"]
+    # Every choice is the argmax of the validation metric over the grid's runs, recomputed here from the
+    # per-run records (the test metrics are not consulted).
+    val: dict[tuple[str, str, int], list[float]] = {}
+    for r in payload["runs"]:
+        if r["group"] in ("grid", "scaling") and r["anchor"] == "pix":
+            val.setdefault((r["group"], r["loss"], r["M"]), []).append(r["metrics"][SELECTION_KEY])
+    grid_labels = {p.label for p in GRID}
+    for sel in payload["selection"]:
+        m = sel["M"]
+        scores = {
+            p.label: val[("scaling" if p.label in LOSSES else "grid", p.label, m)][: sel["val_seeds"]]
+            for p in GRID
+        }
+        assert sel["unialign"] == max(scores, key=lambda k: sum(scores[k]))
+        assert sel["baseline"] == max(
+            BASELINES, key=lambda b: sum(val[("scaling", b, m)][: sel["val_seeds"]])
+        )
+        assert sel["unialign"] in grid_labels
+        if sel["unialign_group"] == "chosen":
+            assert any(e["loss"] == sel["unialign"] and e["M"] == m for e in payload["chosen"])
+    grid_runs = [r for r in payload["runs"] if r["group"] == "grid"]
+    assert grid_runs and all(set(r["metrics"]) == {"val/hit@1", "val/all/hit@1"} for r in grid_runs)
+    assert "Each row names the configuration it used" in md
     curve = next(e for e in payload["scaling"] if e["M"] == 3)["curve"]
     assert [p["step"] for p in curve] == [0, 10, 20]
     # The report re-renders from results.json alone, with the same tables.

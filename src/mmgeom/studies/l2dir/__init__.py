@@ -14,14 +14,23 @@ magnitude change a ranking. This study measures both claims on real data with fr
   (frozen view features, one trainable head per view, all 15 view pairs trained), scored in all 30
   directions: each digit must find itself in the other view.
 
-Methods (one :class:`~mmgeom.losses.L2DirLoss` configuration each, or InfoNCE):
+Methods (one :class:`~mmgeom.losses.L2DirLoss` configuration each, or InfoNCE; the full list with notes
+is :data:`~.settings.METHODS`):
 
 * ``infonce`` — the baseline;
 * ``infonce+norm`` — L2Dir's TN norm term without the MLP (magnitudes = raw norms of the head outputs);
-* ``l2dir`` — the full method: a :class:`~mmgeom.models.MagnitudeHead` per modality on the frozen
-  features, trained through the norm term;
-* ``l2dir-logcos`` — the same with the ``-log cos``-weighted norm term;
-* ``release`` — the authors' public code: no MLP, detached magnitudes, rows ``2k``/``2k+1`` paired.
+* ``l2dir`` — a :class:`~mmgeom.models.MagnitudeHead` per modality on the frozen features (no input
+  LayerNorm, the library default; exempt from weight decay), trained through the norm term;
+* the learnable-magnitude options: ``l2dir-infotn`` (``objective="infotn"``: contrastive CE over the
+  S_TN logits, so magnitude takes part in the ranking), ``l2dir-recon`` (plus the reconstruction term
+  with ``magnitude_targets`` = the frozen features' own L2 norms) and ``headnorm-infotn``
+  (``magnitude_source="head_norm"`` with the InfoTN objective, no MagnitudeHead);
+* ``release`` — the public code's objective as published (cross-side rows ``2k``/``2k+1``, ``-log cos``
+  weight, the norm-difference CE, τ_r = 0.02, detached magnitudes, no InfoNCE in the loss).
+
+Hyper-parameters (``lambda_n`` or the reconstruction weight) are chosen per method on validation rows
+held out of the training data (the best validation mAP of a small grid over the first seeds); only the
+chosen configuration's test numbers are reported.
 
 Each trained model is scored twice: ``cosine`` (magnitude ignored) and ``magnitude``
 (``<ẑ_q, r_d ẑ_d>``: query normalised, the document keeps its magnitude — the MagnitudeHead output

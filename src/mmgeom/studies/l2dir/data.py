@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -18,7 +18,8 @@ class TaskData:
     """Frozen features of one task.
 
     ``train``: modality → training rows; for Fashion the two modalities have different row counts and
-    ``pair_with`` maps each training image to the training phrasings of its class.
+    training images are paired with the training phrasings of their class. ``val``: the validation rows
+    (held out of ``train``), on which every hyper-parameter is chosen; ``test`` is only reported.
     """
 
     name: str
@@ -28,6 +29,36 @@ class TaskData:
     test_labels: dict[str, Tensor]
     directions: list[tuple[str, str]]
     note: str
+    val: dict[str, Tensor] = field(default_factory=dict)
+    val_labels: dict[str, Tensor] = field(default_factory=dict)
+
+
+#: Training phrasings per class held out as validation queries (of the 8 training phrasings per class).
+VAL_PROMPTS_PER_CLASS = 2
+
+
+def holdout(rows: int, fraction: float, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Indices ``(keep, held)`` of a seeded random split of ``rows`` rows, ``round(fraction * rows)`` held
+    out (at least one row on each side).
+
+    Raises:
+        ValueError: ``fraction`` is not in ``(0, 1)`` or ``rows < 2``.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"val_fraction: expected a value in (0, 1), got {fraction!r}")
+    if rows < 2:
+        raise ValueError(f"rows: expected at least 2 training rows to hold some out, got {rows}")
+    n = min(rows - 1, max(1, round(fraction * rows)))
+    perm = torch.randperm(rows, generator=torch.Generator().manual_seed(seed))
+    return perm[n:].sort().values, perm[:n].sort().values
+
+
+def _last_per_class(labels: Tensor, k: int) -> Tensor:
+    """Boolean mask of the last ``k`` rows of each class (in row order)."""
+    mask = torch.zeros(len(labels), dtype=torch.bool)
+    for c in labels.unique():
+        mask[torch.nonzero(labels == c).flatten()[-k:]] = True
+    return mask
 
 
 def load_fashion(settings: StudySettings) -> TaskData:
@@ -58,17 +89,23 @@ def load_fashion(settings: StudySettings) -> TaskData:
     pixels = {s: (x - mean) / std for s, x in pixels.items()}
     labels = {s: torch.from_numpy(np.array(images.labels[i])) for s, i in idx.items()}
     tlab = {s: torch.from_numpy(np.array(text.labels[text.indices(s)])) for s in ("train", "test")}
+    # validation: the last 2 training phrasings of each class and a seeded 10% of the training images
+    ttrain, q_val = text.read("text", "train"), _last_per_class(tlab["train"], VAL_PROMPTS_PER_CLASS)
+    keep, held = holdout(len(labels["train"]), settings.val_fraction)
     return TaskData(
         "fashion",
-        train={"text": text.read("text", "train"), "image": pixels["train"]},
-        train_labels={"text": tlab["train"], "image": labels["train"]},
+        train={"text": ttrain[~q_val], "image": pixels["train"][keep]},
+        train_labels={"text": tlab["train"][~q_val], "image": labels["train"][keep]},
         test={"text": text.read("text", "test"), "image": pixels["test"]},
         test_labels={"text": tlab["test"], "image": labels["test"]},
         directions=[("text", "image")],
         note=(
             f"{len(tlab['test'])} held-out phrasings → {len(labels['test'])} test images "
-            f"(training: {len(tlab['train'])} phrasings × {len(labels['train'])} images)"
+            f"(training: {int((~q_val).sum())} phrasings × {len(keep)} images; validation: "
+            f"{int(q_val.sum())} phrasings → {len(held)} training images held out)"
         ),
+        val={"text": ttrain[q_val], "image": pixels["train"][held]},
+        val_labels={"text": tlab["train"][q_val], "image": labels["train"][held]},
     )
 
 
@@ -81,19 +118,26 @@ def load_mfeat(settings: StudySettings = FULL) -> TaskData:
     root = cache_dir() / "mfeat"
     store = cached_store(root, lambda: write_feature_source("mfeat", root, overwrite=True), lambda s: True)
     views = list(settings.mfeat_views or store.modalities)
-    train = {v: store.read(v, "train") for v in views}
+    y = {s: torch.from_numpy(np.array(store.labels[store.indices(s)])) for s in ("train", "test")}
+    keep, held = holdout(len(y["train"]), settings.val_fraction)
+    raw = {v: store.read(v, "train") for v in views}
+    train = {v: x[keep] for v, x in raw.items()}
+    # standardised with the statistics of the rows actually trained on
     stats = {v: (x.mean(0), x.std(0).clamp(min=1e-6)) for v, x in train.items()}
     std = {v: (x - stats[v][0]) / stats[v][1] for v, x in train.items()}
     test = {v: (store.read(v, "test") - stats[v][0]) / stats[v][1] for v in views}
-    y = {s: torch.from_numpy(np.array(store.labels[store.indices(s)])) for s in ("train", "test")}
+    val = {v: (raw[v][held] - stats[v][0]) / stats[v][1] for v in views}
     n_dir = len(views) * (len(views) - 1)
     return TaskData(
         "mfeat",
         train=std,
-        train_labels=dict.fromkeys(views, y["train"]),
+        train_labels=dict.fromkeys(views, y["train"][keep]),
         test=test,
         test_labels=dict.fromkeys(views, y["test"]),
         directions=[(a, b) for a in views for b in views if a != b],
         note=f"{len(y['test'])} test digits per view, views {', '.join(views)}, all {n_dir} view→view "
-        f"directions (training: {len(y['train'])} digits, {n_dir // 2} view pairs)",
+        f"directions (training: {len(keep)} digits, {n_dir // 2} view pairs; validation: {len(held)} "
+        "training digits held out)",
+        val=val,
+        val_labels=dict.fromkeys(views, y["train"][held]),
     )

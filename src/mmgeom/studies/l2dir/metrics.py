@@ -131,22 +131,37 @@ def score_retrieval(
     return {k: float(m[k]) for k in (*METRICS, "mrr")}
 
 
-def evaluate(model: FrozenFeatureModel, data: TaskData) -> dict[str, Any]:
-    """Both scorings and the magnitude-relevance statistics, averaged over the task's directions."""
+def evaluate(model: FrozenFeatureModel, data: TaskData, split: str = "test") -> dict[str, Any]:
+    """Both scorings and (on ``split="test"``) the magnitude-relevance statistics, averaged over the task's
+    directions. ``split="val"`` scores the validation rows (retrieval metrics only: what chooses the
+    hyper-parameters).
+
+    Raises:
+        ValueError: ``split`` is not ``"test"`` or ``"val"``, or the task has no validation rows.
+    """
+    if split not in ("test", "val"):
+        raise ValueError(f"split: expected 'test' or 'val', got {split!r}")
+    feats, labels = (data.test, data.test_labels) if split == "test" else (data.val, data.val_labels)
+    if not feats:
+        raise ValueError(f"split: task {data.name!r} has no validation rows")
     with torch.no_grad():
-        emb, _ = model(data.test)
+        emb, _ = model(feats)
     per_direction: dict[str, dict[str, float]] = {}
     for q, g in data.directions:
-        relevant = data.test_labels[q][:, None] == data.test_labels[g][None, :]
+        relevant = labels[q][:, None] == labels[g][None, :]
         if data.name == "mfeat":  # instance retrieval: only the same digit is relevant
-            relevant = torch.eye(len(data.test_labels[q]), dtype=torch.bool)
-        mags = model.document_magnitudes(g, data.test[g], emb[g])
-        query_mags = model.document_magnitudes(q, data.test[q], emb[q])
-        row: dict[str, float] = {"mag/pair_gap": pair_gap(query_mags, mags, relevant)}
+            relevant = torch.eye(len(labels[q]), dtype=torch.bool)
+        mags = model.document_magnitudes(g, feats[g], emb[g])
+        row: dict[str, float] = {}
         for score in SCORES:
             row.update(
                 {f"{score}/{k}": v for k, v in score_retrieval(emb[q], emb[g], relevant, score, mags).items()}
             )
+        if split == "val":
+            per_direction[f"{q}->{g}"] = row
+            continue
+        query_mags = model.document_magnitudes(q, feats[q], emb[q])
+        row["mag/pair_gap"] = pair_gap(query_mags, mags, relevant)
         row.update({f"mag/{k}": v for k, v in magnitude_relevance(emb[q], emb[g], mags, relevant).items()})
         per_direction[f"{q}->{g}"] = row
     keys = next(iter(per_direction.values())).keys()

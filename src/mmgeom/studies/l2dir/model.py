@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -74,17 +75,33 @@ def _fashion_sampler(data: TaskData, seed: int) -> Callable[[Tensor], dict[str, 
     return batch
 
 
+def loss_kwargs(
+    method: str, settings: StudySettings, overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The loss's keyword arguments for ``method``: temperature, the study's ``lambda_n`` (L2Dir only),
+    then the method's own, then the grid point's ``overrides``."""
+    spec = METHODS[method]
+    kw: dict[str, Any] = {"temperature": settings.temperature}
+    if spec.loss == "l2dir":
+        kw["lambda_n"] = settings.lambda_n
+    return {**kw, **spec.loss_kwargs, **dict(overrides or {})}
+
+
 def train_model(
-    data: TaskData, method: str, seed: int, settings: StudySettings
+    data: TaskData,
+    method: str,
+    seed: int,
+    settings: StudySettings,
+    overrides: Mapping[str, Any] | None = None,
 ) -> tuple[FrozenFeatureModel, float, float]:
-    """Train one method from seed ``seed``; returns the model, the wall seconds and the last loss."""
+    """Train one method from seed ``seed`` with the grid point ``overrides`` of its loss arguments;
+    returns the model, the wall seconds and the last loss."""
     spec = METHODS[method]
     loss_name = spec.loss
     seed_everything(seed)
     dims = {m: int(x.shape[1]) for m, x in data.train.items()}
     model = FrozenFeatureModel(dims, settings, spec.magnitude_head, spec.head_init_scale)
-    extra = {"lambda_n": settings.lambda_n} if loss_name == "l2dir" else {}
-    loss = create_loss(loss_name, temperature=settings.temperature, **spec.loss_kwargs, **extra)
+    loss = create_loss(loss_name, **loss_kwargs(method, settings, overrides))
     if data.name == "fashion":
         make_batch = _fashion_sampler(data, seed)
         rows, steps, bs = len(data.train_labels["image"]), settings.fashion_steps, settings.fashion_batch
@@ -106,8 +123,13 @@ def train_model(
         emb, mags = model(batch)
         if labels is not None:
             emb["labels"] = labels
-        out = loss(emb, magnitudes=mags) if loss_name == "l2dir" else loss(emb)
-        return out.total
+        if loss_name != "l2dir":
+            return loss(emb).total
+        # the reconstruction target: each frozen input feature's own L2 norm (what the head should recover)
+        targets = (
+            {m: x.norm(dim=1).clamp(min=1e-6) for m, x in batch.items()} if spec.reconstruction else None
+        )
+        return loss(emb, magnitudes=mags, magnitude_targets=targets).total
 
     start = time.perf_counter()
     model.train()

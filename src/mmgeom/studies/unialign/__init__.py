@@ -8,6 +8,10 @@ intra-modal uniformity + anchor alignment fixes it. This study measures that on 
   view, first), six losses (:data:`LOSSES`), several seeds each; test-split cross-view retrieval
   (anchor <-> each other view), linear-probe accuracy on frozen embeddings, and the geometry (``zeta``,
   ``chi``, Hölder divergence, modality gap, uniformity, effective rank as a collapse check);
+* **sensitivity grid** at every ``M``: uniformity reduction (mean/sum) × alignment weight (1 or the
+  Hölder-derived weight) × U(C) + volume off/on × anchor/centroid alignment, each chosen on the
+  **validation** split (:mod:`.grid`); the best validated UniAlign then meets the best validated baseline
+  on the test split, seed-paired;
 * **ablation** of each UniAlign term at ``M = 6`` (:data:`ABLATIONS`);
 * **anchor sweep** over all six views at ``M = 6`` (UniAlign anchor and InfoNCE anchor);
 * **training curves**: ``zeta``, ``chi``, Hölder and hit@1 every few steps of every ``M = 6`` run.
@@ -17,8 +21,9 @@ Outputs in ``out``: ``results.md`` (tables of mean ± std over seeds, answers, e
 that states a finding is generated from the numbers (:func:`write_report`), so a re-run cannot leave
 stale claims behind.
 
-Modules: settings (views, sizes, losses), experiment (training and measurements), answers (generated
-prose), figures (PNGs), report (``results.md`` from ``results.json``).
+Modules: settings (views, sizes, losses, the grid), experiment (training, measurements, the validation
+phase), grid (the validated comparison), answers (generated prose), figures (PNGs), report
+(``results.md`` from ``results.json``).
 """
 
 from .experiment import run

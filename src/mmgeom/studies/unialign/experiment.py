@@ -25,7 +25,20 @@ from ...train.lean import train_loop
 from ..runner import run_seeds, study_command, torch_threads
 from ..tables import aggregate
 from .report import write_report
-from .settings import ABLATIONS, ANCHOR, ANCHOR_LOSSES, FULL, LOSSES, QUICK, VIEW_ORDER, LossFactory, Settings
+from .settings import (
+    ABLATIONS,
+    ANCHOR,
+    ANCHOR_LOSSES,
+    BASELINES,
+    FULL,
+    GRID,
+    LOSSES,
+    QUICK,
+    SELECTION_KEY,
+    VIEW_ORDER,
+    LossFactory,
+    Settings,
+)
 
 
 def _log(msg: str) -> None:
@@ -33,10 +46,26 @@ def _log(msg: str) -> None:
 
 
 def geometry_metrics(emb: Mapping[str, Tensor], anchor: str, settings: Settings) -> dict[str, float]:
-    """``zeta``, ``chi`` (on ``anchor``, ``tau = settings.temperature``) and the Hölder divergence."""
+    """``zeta``, ``chi`` (on ``anchor``, ``tau = settings.temperature``) and the Hölder divergence.
+
+    ``holder`` uses the fixed bandwidth ``settings.bandwidth`` (comparable across losses and M);
+    ``holder_tied`` the bandwidth tied to the UniAlign losses' ``t`` (``s = sqrt((M - 1) / (4 t))``, where
+    such a loss bounds ``D_H``; the same bandwidth for every loss so that the column stays comparable).
+    """
     out = dict(conflict_metrics(emb, anchor, settings.temperature))
     out["holder"] = holder_divergence(emb, settings.bandwidth, n_samples=settings.holder_samples)
+    out["holder_tied"] = holder_divergence(emb, t=settings.uniformity_t, n_samples=settings.holder_samples)
     return out
+
+
+def validation_metrics(encoder: nn.Module, data: SplitDataset, anchor: str) -> dict[str, float]:
+    """The selection metrics on the **validation** split: ``val/hit@1`` (anchor <-> each other view, both
+    directions, mean over the other views) and ``val/all/hit@1`` (mean over all view pairs)."""
+    val = embed_views(encoder, data.val)
+    names = list(val)
+    ret = cross_view_retrieval(val, [(anchor, n) for n in names if n != anchor], "both", (1,))
+    every = cross_view_retrieval(val, list(itertools.combinations(names, 2)), "both", (1,))
+    return {"val/hit@1": ret["retrieval/mean/hit@1"], "val/all/hit@1": every["retrieval/mean/hit@1"]}
 
 
 def evaluate_run(encoder: nn.Module, data: SplitDataset, anchor: str, settings: Settings) -> dict[str, float]:
@@ -47,7 +76,8 @@ def evaluate_run(encoder: nn.Module, data: SplitDataset, anchor: str, settings: 
     anchor pairs), ``probe/anchor`` and ``probe/mean`` (linear-probe test accuracy on the anchor's
     embedding and on the normalised mean of the normalised view embeddings), ``zeta``, ``chi``,
     ``holder``, ``gap`` (mean modality gap over all pairs), ``uniformity`` (mean Wang–Isola uniformity
-    over views, t = 2), ``erank`` and ``erank_min`` (mean and smallest effective rank over views).
+    over views, t = 2), ``erank`` and ``erank_min`` (mean and smallest effective rank over views), and the
+    validation-split selection metrics of :func:`validation_metrics`.
     """
     test = embed_views(encoder, data.test)
     train = embed_views(encoder, data.train)
@@ -70,6 +100,7 @@ def evaluate_run(encoder: nn.Module, data: SplitDataset, anchor: str, settings: 
     out["uniformity"] = sum(float(F.uniformity(z[n], 2.0)) for n in names) / len(names)
     ranks = [effective_rank(test[n]) for n in names]
     out["erank"], out["erank_min"] = sum(ranks) / len(ranks), min(ranks)
+    out.update(validation_metrics(encoder, data, anchor))
     return out
 
 
@@ -80,8 +111,12 @@ def train_one(
     seed: int,
     settings: Settings,
     curves: bool = False,
+    full: bool = True,
 ) -> dict[str, Any]:
     """Train one encoder (lean loop of :func:`mmgeom.train.lean.train_loop`) and evaluate it.
+
+    ``full=False`` measures only the validation metrics (:func:`validation_metrics`): the sensitivity
+    grid's runs, which choose configurations and report nothing on the test split.
 
     Returns:
         ``{"metrics": {...}, "seconds": training wall time (curve evaluations excluded), "curve":
@@ -132,7 +167,10 @@ def train_one(
     seconds = time.perf_counter() - start - eval_seconds[0]
     if curves and (not curve or curve[-1]["step"] != settings.steps):
         probe_geometry(settings.steps)
-    return {"metrics": evaluate_run(encoder, data, anchor, settings), "seconds": seconds, "curve": curve}
+    metrics = (
+        evaluate_run(encoder, data, anchor, settings) if full else validation_metrics(encoder, data, anchor)
+    )
+    return {"metrics": metrics, "seconds": seconds, "curve": curve}
 
 
 def _setting(
@@ -145,10 +183,14 @@ def _setting(
     factory: LossFactory,
     settings: Settings,
     curves: bool = False,
+    seeds: int | None = None,
+    full: bool = True,
 ) -> dict[str, Any]:
-    """Run every seed of one setting; append per-run records to ``runs``; return the aggregate entry."""
+    """Run every seed of one setting (``seeds``: default ``settings.seeds``); append per-run records to
+    ``runs``; return the aggregate entry."""
     start = time.perf_counter()
-    results = run_seeds(lambda s: train_one(data, factory, anchor, s, settings, curves), settings.seeds)
+    n_seeds = settings.seeds if seeds is None else seeds
+    results = run_seeds(lambda s: train_one(data, factory, anchor, s, settings, curves, full), n_seeds)
     for seed, r in enumerate(results):
         runs.append({"group": group, "loss": label, "M": m, "anchor": anchor, "seed": seed, **r})
     entry = {
@@ -160,9 +202,10 @@ def _setting(
     }
     if curves:
         entry["curve"] = _aggregate_curves([r["curve"] for r in results])
-    hit = entry["metrics"]["hit@1"]["mean"]
+    key = "hit@1" if full else SELECTION_KEY
     took = time.perf_counter() - start
-    _log(f"  {group:8s} {label:38s} M={m} anchor={anchor:3s} hit@1={hit:.3f} ({took:.1f} s)")
+    score = entry["metrics"][key]["mean"]
+    _log(f"  {group:8s} {label:44s} M={m} anchor={anchor:3s} {key}={score:.3f} ({took:.1f} s)")
     return entry
 
 
@@ -193,6 +236,7 @@ def run_grid(settings: Settings) -> dict[str, Any]:
         for m in settings.ms:
             curves = m == top
             scaling.append(_setting(runs, "scaling", label, m, ANCHOR, splits[m], factory, settings, curves))
+    grid, selection, chosen = _grid_and_selection(runs, scaling, splits, settings)
     full_default = next(e for e in scaling if e["loss"] == "UniAlign (anchor)" and e["M"] == top)
     ablation = [dict(full_default, loss=next(iter(ABLATIONS)))]
     for label, factory in list(ABLATIONS.items())[1:]:
@@ -203,15 +247,126 @@ def run_grid(settings: Settings) -> dict[str, Any]:
             if a == ANCHOR:
                 anchors.append(next(e for e in scaling if e["loss"] == label and e["M"] == top))
             else:
-                anchors.append(_setting(runs, "anchors", label, top, a, splits[top], LOSSES[label], settings))
+                anchors.append(
+                    _setting(
+                        runs,
+                        "anchors",
+                        label,
+                        top,
+                        a,
+                        splits[top],
+                        LOSSES[label],
+                        settings,
+                        seeds=settings.anchor_seeds,
+                    )
+                )
     for r in runs:
         if r["group"] != "scaling" or r["M"] != top:
             r.pop("curve", None)
-    return {"scaling": scaling, "ablation": ablation, "anchors": anchors, "runs": runs}
+    return {
+        "scaling": scaling,
+        "grid": grid,
+        "selection": selection,
+        "chosen": chosen,
+        "ablation": ablation,
+        "anchors": anchors,
+        "runs": runs,
+    }
+
+
+def _val_score(runs: Sequence[Mapping[str, Any]], group: str, label: str, m: int, seeds: int) -> list[float]:
+    """The selection metric of the first ``seeds`` seeds of one setting (seed order)."""
+    got = {
+        int(r["seed"]): float(r["metrics"][SELECTION_KEY])
+        for r in runs
+        if r["group"] == group and r["loss"] == label and r["M"] == m and r["anchor"] == ANCHOR
+    }
+    return [got[s] for s in range(seeds)]
+
+
+def _grid_and_selection(
+    runs: list[dict[str, Any]],
+    scaling: Sequence[Mapping[str, Any]],
+    splits: Mapping[int, SplitDataset],
+    settings: Settings,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The validation phase and the evaluation of its choices, at every M.
+
+    1. Every :data:`GRID` configuration is trained with ``settings.val_seeds`` seeds and measured on the
+       validation split only (the two library-default configurations are the scaling runs, whose first
+       ``val_seeds`` seeds are used).
+    2. Per M, the UniAlign configuration and the baseline (:data:`BASELINES`, scaling runs) with the
+       highest mean validation :data:`SELECTION_KEY` over those seeds are chosen; the test split plays no
+       part.
+    3. A chosen UniAlign configuration that is not a scaling run is re-trained with ``settings.seeds``
+       seeds and fully evaluated (group ``"chosen"``; its first seeds reproduce the grid runs' models).
+
+    Returns:
+        ``grid`` (per configuration and M: the validation scores), ``selection`` (per M: the chosen
+        UniAlign and baseline labels, their groups and validation means) and ``chosen`` (aggregate
+        entries of the re-trained choices).
+    """
+    nv = min(settings.val_seeds, settings.seeds)
+    in_scaling = {e["loss"] for e in scaling}
+    grid: list[dict[str, Any]] = []
+    selection: list[dict[str, Any]] = []
+    chosen: list[dict[str, Any]] = []
+    for m in settings.ms:
+        scores: dict[str, tuple[str, list[float]]] = {}
+        for point in GRID:
+            label = point.label
+            if label in in_scaling:
+                scores[label] = ("scaling", _val_score(runs, "scaling", label, m, nv))
+            else:
+                _setting(
+                    runs, "grid", label, m, ANCHOR, splits[m], point.factory(), settings, seeds=nv, full=False
+                )
+                scores[label] = ("grid", _val_score(runs, "grid", label, m, nv))
+            grid.append(
+                {
+                    "loss": label,
+                    "M": m,
+                    "alignment": point.alignment,
+                    "reduction": point.reduction,
+                    "align_weight": point.align_weight,
+                    "lambda_vol": point.lambda_vol,
+                    "val": scores[label][1],
+                }
+            )
+        base = {b: _val_score(runs, "scaling", b, m, nv) for b in BASELINES}
+        best_u = max(scores, key=lambda k: sum(scores[k][1]) / nv)
+        best_b = max(base, key=lambda k: sum(base[k]) / nv)
+        group = "scaling"
+        if best_u not in in_scaling:
+            point = next(p for p in GRID if p.label == best_u)
+            chosen.append(_setting(runs, "chosen", best_u, m, ANCHOR, splits[m], point.factory(), settings))
+            group = "chosen"
+        selection.append(
+            {
+                "M": m,
+                "unialign": best_u,
+                "unialign_group": group,
+                "unialign_val": sum(scores[best_u][1]) / nv,
+                "baseline": best_b,
+                "baseline_val": sum(base[best_b]) / nv,
+                "val_seeds": nv,
+                "key": SELECTION_KEY,
+            }
+        )
+    for r in runs:  # the grid runs' seeds are in "grid"; keep the curves only where they are plotted
+        if r["group"] == "grid":
+            r.pop("curve", None)
+    return grid, selection, chosen
 
 
 def run(*, out: Path, seeds: int | None, quick: bool) -> Path:
     """Run the study (``quick``: 1 seed, M in {2, 3}, 20 steps) and write its results into ``out``.
+
+    Full run: at most 370 trainings — 150 scaling, 140 validation-only grid runs (``val_seeds = 2``),
+    up to 25 re-trained choices (5 seeds), 25 ablation, 30 anchor-sweep (3 seeds). One training at
+    ``M = 6`` took 5.5 s with the full evaluation and 4.7 s validation-only (3.6 / 2.1 s at ``M = 2``),
+    measured with ``train_one`` at the FULL settings on the shared 2-core machine (load about 3.5), so
+    the run should take 25–40 min with one torch thread.
 
     Args:
         out: results folder (created).

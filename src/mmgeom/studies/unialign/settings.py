@@ -36,6 +36,11 @@ class Settings:
         probe_tolerance: L-BFGS tolerance of the probe (at 1e-6 the test accuracies agree with 1e-10's).
         holder_samples: Monte-Carlo samples per term of the Hölder estimate (M >= 3).
         split_seed: seed of the stratified 70/10/20 split.
+        val_seeds: seeds per configuration of the sensitivity grid (the validation phase); the chosen
+            configurations are then evaluated with ``seeds`` seeds (the first ``val_seeds`` are shared).
+        anchor_seeds: seeds per setting of the anchor sweep (fewer than ``seeds`` to fit the time budget).
+        uniformity_t: the UniAlign losses' ``t``; the tied Hölder diagnostic uses the bandwidth
+            ``sqrt((M - 1) / (4 t))`` at which such a loss bounds ``D_H``.
     """
 
     ms: tuple[int, ...] = (2, 3, 4, 5, 6)
@@ -55,6 +60,9 @@ class Settings:
     probe_tolerance: float = 1e-6
     holder_samples: int = 2048
     split_seed: int = 0
+    val_seeds: int = 2
+    anchor_seeds: int = 3
+    uniformity_t: float = 2.0
 
     @property
     def max_m(self) -> int:
@@ -72,6 +80,8 @@ QUICK = Settings(
     curve_every=10,
     probe_tolerance=1e-4,
     holder_samples=256,
+    val_seeds=1,
+    anchor_seeds=1,
 )
 
 #: ``(anchor, M, settings) -> loss``.
@@ -89,6 +99,7 @@ LOSSES: dict[str, LossFactory] = {
 }
 
 #: Ablation label -> factory, all at ``M = max``; the first is the full default UniAlign (anchor).
+#: (The reduction and ``lambda_vol`` choices are covered at every ``M`` by :data:`GRID`.)
 ABLATIONS: dict[str, LossFactory] = {
     "UniAlign (anchor), default": LOSSES["UniAlign (anchor)"],
     "- U(Z) (lambda_uni = 0)": lambda a, m, s: create_loss("unialign", anchor=a, lambda_uni=0.0),
@@ -96,10 +107,65 @@ ABLATIONS: dict[str, LossFactory] = {
     "+ U(C) + volume (lambda_vol = 1)": lambda a, m, s: create_loss("unialign", anchor=a, lambda_vol=1.0),
     "+ U(C) only": lambda a, m, s: create_loss("unialign", anchor=a, lambda_centroid=1.0, lambda_det=0.0),
     "+ volume only": lambda a, m, s: create_loss("unialign", anchor=a, lambda_centroid=0.0, lambda_det=1.0),
-    "lambda_uni = 1/M (mean over views)": lambda a, m, s: create_loss(
-        "unialign", anchor=a, lambda_uni=1.0 / m
-    ),
 }
+
+#: The baselines the best validated UniAlign is compared with (each at its library defaults).
+BASELINES: tuple[str, ...] = ("InfoNCE (all pairs)", "InfoNCE (anchor)", "GRAM", "Align+Uniform")
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One configuration of UniAlign's sensitivity grid (every other argument at the library default).
+
+    Attributes:
+        alignment: ``"anchor"`` or ``"centroid"``.
+        reduction: ``uniformity_reduction``, ``"mean"`` or ``"sum"``.
+        align_weight: ``"fixed"`` (weight 1) or ``"holder"`` (the Hölder-derived weight, bandwidth tied to t).
+        lambda_vol: 0 (no U(C), no volume) or 1 (the ``"retrieval"`` preset's value).
+    """
+
+    alignment: str
+    reduction: str
+    align_weight: str
+    lambda_vol: float
+
+    @property
+    def label(self) -> str:
+        """``"UniAlign (anchor; sum, w = holder, vol 1)"``; the defaults' labels are :data:`LOSSES` keys."""
+        if (self.reduction, self.align_weight, self.lambda_vol) == ("mean", "fixed", 0.0):
+            return f"UniAlign ({self.alignment})"
+        w = "1" if self.align_weight == "fixed" else "holder"
+        return f"UniAlign ({self.alignment}; {self.reduction}, w = {w}, vol {self.lambda_vol:g})"
+
+    def factory(self) -> LossFactory:
+        """The loss factory of this configuration."""
+
+        def make(a: str, m: int, s: Settings) -> nn.Module:
+            return create_loss(
+                "unialign",
+                anchor=a,
+                alignment=self.alignment,
+                uniformity_reduction=self.reduction,
+                align_weight=self.align_weight,
+                lambda_vol=self.lambda_vol,
+                t=s.uniformity_t,
+            )
+
+        return make
+
+
+#: The sensitivity grid the reviewers asked for, at every M: reduction sum/mean × alignment weight
+#: {1, Hölder} × without/with U(C) + volume (lambda_vol 0 / 1), for anchor and centroid alignment.
+GRID: tuple[GridPoint, ...] = tuple(
+    GridPoint(al, red, w, vol)
+    for al in ("anchor", "centroid")
+    for red in ("mean", "sum")
+    for w in ("fixed", "holder")
+    for vol in (0.0, 1.0)
+)
+
+#: The selection criterion of every validated choice: this metric on the validation split, higher wins.
+SELECTION_KEY = "val/hit@1"
 
 #: Losses of the anchor sweep.
 ANCHOR_LOSSES = ("UniAlign (anchor)", "InfoNCE (anchor)")
