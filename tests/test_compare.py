@@ -7,7 +7,6 @@ import base64
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,9 @@ from typer.testing import CliRunner
 
 from mmgeom.cli import app
 from mmgeom.report import ReportError, load_runs, write_compare
-from test_report import PNG, _chromium
+from test_report import PNG
+
+from browser import chromium, image_sizes
 
 VIEWS = ("fou", "kar", "pix")
 STUDY = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "unialign"
@@ -94,31 +95,9 @@ def test_first_last_table_marks_the_best_last_value(page, two_runs):
             assert all(re.findall(r"<td[^>]*>", c)[header.index(name)] == "<td>" for c in cells)
 
 
-@pytest.mark.skipif(_chromium() is None, reason="no chromium to render the page (apt-get install chromium)")
+@pytest.mark.skipif(chromium() is None, reason="no chromium to render the page (apt-get install chromium)")
 def test_chromium_renders_every_image(page, tmp_path):
-    probe = tmp_path / "probe.html"
-    script = (
-        "<script>window.addEventListener('load', () => {"
-        "const sizes = [...document.images].map("
-        "i => [i.complete, i.naturalWidth, i.getBoundingClientRect().height]);"
-        "document.title = JSON.stringify(sizes);"
-        "});</script>"
-    )
-    probe.write_text(page.read_text().replace("</body>", script + "</body>"))
-    args = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--virtual-time-budget=5000",
-    ]
-    proc = subprocess.run(
-        [_chromium(), *args, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    title = re.search(r"<title>(.*?)</title>", proc.stdout, re.S)
-    assert title is not None
-    images = json.loads(title.group(1).replace("&quot;", '"'))
+    images = image_sizes(page, tmp_path)
     assert len(images) == 3
     assert all(complete and width > 300 and height > 100 for complete, width, height in images), images
 

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import base64
-import json
 import os
 import re
-import shutil
 import signal
-import subprocess
 
 import pytest
 import torch
@@ -17,6 +14,8 @@ from mmgeom.report import ReportError, read_run, write_report
 from mmgeom.train import Trainer, TrainingInterrupted
 from test_train_faults import NaNAt
 from test_train_trainer import synthetic_split, tiny_config
+
+from browser import chromium, image_sizes
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -117,44 +116,9 @@ def test_no_metrics_file_is_an_error(tmp_path):
         write_report(tmp_path)
 
 
-def _chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
-@pytest.mark.skipif(_chromium() is None, reason="no chromium to render the page (apt-get install chromium)")
+@pytest.mark.skipif(chromium() is None, reason="no chromium to render the page (apt-get install chromium)")
 def test_chromium_renders_every_image(page, tmp_path):
     """Headless Chromium loads the page, decodes every image and lays it out with a real size."""
-    probe = tmp_path / "probe.html"
-    script = (
-        "<script>window.addEventListener('load', () => {"
-        "const sizes = [...document.images].map("
-        "i => [i.complete, i.naturalWidth, i.getBoundingClientRect().height]);"
-        "document.title = JSON.stringify(sizes);"
-        "});</script>"
-    )
-    probe.write_text(page.read_text().replace("</body>", script + "</body>"))
-    proc = subprocess.run(
-        [
-            _chromium(),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            probe.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    title = re.search(r"<title>(.*?)</title>", proc.stdout, re.S)
-    assert title is not None
-    images = json.loads(title.group(1).replace("&quot;", '"'))
+    images = image_sizes(page, tmp_path)
     assert len(images) == 5
     assert all(complete and width > 300 and height > 100 for complete, width, height in images), images
