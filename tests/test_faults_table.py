@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -28,6 +29,7 @@ from typer.testing import CliRunner
 from mmgeom._io import atomic_write_text
 from mmgeom._validation import check_positive
 from mmgeom.cli import app
+from mmgeom.data.store_format import FeatureStoreError
 from mmgeom.errors import CheckpointError, ConfigError, FileFormatError
 from mmgeom.losses import AlignUniformLoss, DAGRRegularizer, InfoNCELoss, UniAlignLoss
 from mmgeom.report import ReportError, write_report
@@ -287,6 +289,91 @@ def _existing_folder(ctx: Ctx) -> Path:
 
 def _existing_file(ctx: Ctx) -> Path:
     return _remember(ctx, "target", _write(ctx.tmp / "notes.html", "<p>my notes</p>"))
+
+
+# ------------------------------------------------------------------------------------ feature stores
+
+BAD_STORE = "malformed store"
+STORE_ERR = FeatureStoreError
+
+
+def _store(ctx: Ctx) -> Path:
+    """A small valid store (two modalities, text missing in two rows) written by the public API."""
+    from mmgeom.data import FeatureStore
+
+    gen = np.random.default_rng(0)
+    mask = np.ones(8, dtype=bool)
+    mask[[1, 6]] = False
+    FeatureStore.write(
+        ctx.tmp / "store",
+        {"image": gen.standard_normal((8, 4)).astype(np.float32), "text": gen.standard_normal((8, 3))},
+        ids=[f"r{i}" for i in range(8)],
+        labels=np.arange(8) % 2,
+        split=["train"] * 6 + ["test"] * 2,
+        masks={"text": mask},
+    )
+    return ctx.tmp / "store"
+
+
+def _open_store(ctx: Ctx) -> None:
+    from mmgeom.data import FeatureStore
+
+    FeatureStore.open(ctx.tmp / "store")
+
+
+def _store_manifest_not_json(ctx: Ctx) -> None:
+    _write(_store(ctx) / "manifest.json", '{"format": "mmgeom-feature-store", ')
+    _open_store(ctx)
+
+
+def _store_manifest_key(ctx: Ctx) -> None:
+    folder = _store(ctx)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["num_rows"]
+    _write(folder / "manifest.json", json.dumps(manifest))
+    _open_store(ctx)
+
+
+def _store_truncated_npy(ctx: Ctx) -> None:
+    folder = _store(ctx)
+    data = (folder / "features-image.npy").read_bytes()
+    _write(folder / "features-image.npy", data[:-5])
+    _open_store(ctx)
+
+
+def _store_row_count(ctx: Ctx) -> None:
+    folder = _store(ctx)
+    np.save(folder / "labels.npy", np.zeros(7, dtype=np.int64))
+    _open_store(ctx)
+
+
+def _store_split_code(ctx: Ctx) -> None:
+    folder = _store(ctx)
+    codes = np.load(folder / "split.npy")
+    codes[3] = 9
+    np.save(folder / "split.npy", codes)
+    _open_store(ctx)
+
+
+def _store_negative_row(ctx: Ctx) -> None:
+    from mmgeom.data import FeatureStore
+
+    FeatureStore.open(_store(ctx)).read("image", rows=[0, -1])
+
+
+def _store_overwrite_foreign(ctx: Ctx) -> None:
+    from mmgeom.data import FeatureStore
+
+    folder = _existing_folder(ctx)
+    FeatureStore.write(
+        folder, {"a": np.zeros((2, 2), np.float32)}, ids=[0, 1], labels=[0, 1], split="train", overwrite=True
+    )
+
+
+def _store_cli_eval(ctx: Ctx) -> None:
+    folder = _store(ctx)
+    _write(folder / "manifest.json", "not json")
+    cli("eval", str(folder))
 
 
 # ------------------------------------------------------------------------------------------- table
@@ -905,6 +992,24 @@ ROWS: list[Row] = [
         CliExit1,
         ("run", "read-only"),
     ),
+    # feature stores: every reader names the file, key and row; no writer replaces a folder it did not write
+    Row("store-manifest-json", BAD_STORE, _store_manifest_not_json, STORE_ERR, ("manifest.json", "JSON")),
+    Row("store-manifest-key", BAD_STORE, _store_manifest_key, STORE_ERR, ("manifest.json", "num_rows")),
+    Row(
+        "store-truncated-npy", BAD_STORE, _store_truncated_npy, STORE_ERR, ("features-image.npy", "truncated")
+    ),
+    Row("store-row-count", BAD_STORE, _store_row_count, STORE_ERR, ("labels.npy", "(7,)", "(8,)")),
+    Row("store-split-code", BAD_STORE, _store_split_code, STORE_ERR, ("split.npy", "row 3", "split code 9")),
+    Row("store-negative-row", "negative row id", _store_negative_row, STORE_ERR, ("rows[1]", "-1")),
+    Row(
+        "store-overwrite-foreign",
+        "writer refuses",
+        _store_overwrite_foreign,
+        STORE_ERR,
+        ("mine", "not a feature store"),
+        after=_unchanged("target"),
+    ),
+    Row("store-cli-eval", BAD_STORE, _store_cli_eval, CliExit2, ("manifest.json",)),
 ]
 
 
