@@ -253,3 +253,28 @@ def test_embed_cli_writes_the_heads_outputs_of_every_row(tmp_path: Path, mfeat_s
     for m in ("kar", "mor"):
         torch.testing.assert_close(emb.read(m), want[m], rtol=1e-5, atol=1e-6)
     assert emb.metadata["run"] == str(tmp_path / "run")
+
+
+def test_a_relative_store_path_is_saved_absolute(tmp_path, monkeypatch) -> None:
+    # the run's config.yaml must name the store wherever eval / embed / --resume are run from
+    from mmgeom.data import FeatureStore
+    from mmgeom.train import demo_config
+    from mmgeom.train.config_load import config_from_dict
+
+    gen = np.random.default_rng(0)
+    FeatureStore.write(
+        tmp_path / "s",
+        {
+            "a": gen.standard_normal((6, 3)).astype(np.float32),
+            "b": gen.standard_normal((6, 2)).astype(np.float32),
+        },
+        ids=list(range(6)),
+        labels=[0, 1] * 3,
+        split=["train"] * 4 + ["test"] * 2,
+    )
+    monkeypatch.chdir(tmp_path)
+    raw = demo_config(2).model_dump(mode="json")
+    raw["data"] = {"store": "s"}
+    cfg = config_from_dict(raw)
+    assert cfg.data.store == str(tmp_path / "s")
+    assert config_from_dict(cfg.model_dump(mode="json")).data.store == str(tmp_path / "s")

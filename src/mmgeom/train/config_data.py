@@ -23,7 +23,8 @@ class DataConfig(Section):
         split_seed: seed of the stratified split (bundled datasets).
         fractions: ``(train, val, test)`` fractions, summing to 1 (bundled datasets).
         standardize: per-view standardisation with training-split statistics.
-        store: a feature store folder (``mmgeom import``) to train from instead of a bundled dataset;
+        store: a feature store folder (``mmgeom import``) to train from instead of a bundled dataset
+            (a relative path is taken from the current directory and stored absolute);
             batches are read from its memory maps (:func:`mmgeom.data.store_training.load_store_split`).
         modalities: the store's modalities to use, in order (``None``: all); at least two.
         labels: use the store's labels (``False``: unlabelled training).
@@ -69,6 +70,13 @@ class DataConfig(Section):
             if len(set(self.views)) != len(self.views):
                 raise _error(f"a view is listed twice: {self.views}", key="views")
         return self
+
+    @field_validator("store")
+    @classmethod
+    def _absolute_store(cls, value: str | None) -> str | None:
+        # Resolved once, when the config is read: the run's saved config.yaml then names the store
+        # wherever `mmgeom eval` / `mmgeom embed` / `--resume` are run from.
+        return None if value is None else str(Path(value).expanduser().resolve())
 
     @model_validator(mode="after")
     def _store_source(self) -> DataConfig:

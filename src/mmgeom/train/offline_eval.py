@@ -75,7 +75,9 @@ def open_eval_source(
         info: dict[str, Any] = {
             "weights": str(run.weights),
             "step": run.step,
-            "dataset": run.config.data.dataset,
+            "dataset": run.config.data.dataset
+            if run.config.data.store is None
+            else f"store {run.config.data.store}",
         }
         return EvalSource("run", root, name, embeddings, data.labels.to(torch.long), info)
     if is_feature_store(root):
