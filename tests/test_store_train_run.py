@@ -15,6 +15,7 @@ import yaml
 
 from mmgeom.data import FeatureStore, write_feature_source
 from mmgeom.losses import create_loss
+from mmgeom.studies.runner import torch_threads
 from mmgeom.train import ConfigError, Trainer, config_from_dict, load_config, load_tensors, read_jsonl
 
 BASE = {
@@ -163,13 +164,8 @@ def test_store_run_resumes_bit_identically_after_sigkill(tmp_path: Path, mfeat_s
         timeout=300,
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        reference = Trainer(load_config(config), tmp_path / "reference")
-        reference.fit()
-    finally:
-        torch.set_num_threads(threads)
+    with torch_threads(1):
+        Trainer(load_config(config), tmp_path / "reference").fit()
     got = load_tensors(run / "model.safetensors")
     for name, value in load_tensors(tmp_path / "reference" / "model.safetensors").items():
         assert torch.equal(got[name], value), name
@@ -204,13 +200,9 @@ def test_two_processes_on_a_store_end_with_the_one_process_weights(tmp_path: Pat
     }
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         single = Trainer(load_config(config), tmp_path / "single")
         single.fit()
-    finally:
-        torch.set_num_threads(threads)
     ddp = load_tensors(out / "model.safetensors")
     for name, value in single.encoder.state_dict().items():
         torch.testing.assert_close(ddp[name], value, rtol=1e-4, atol=1e-5, msg=name)

@@ -131,13 +131,14 @@ def _positive_scores(blocks: list[Tensor], width: int, pos: Tensor, valid: Tenso
     return out
 
 
-def _positive_keys(keys: ExactKeys, q0: int, pos: Tensor, valid: Tensor) -> Tensor:
-    """``(r, P)`` float64 exact keys of the positives (0 for padding)."""
-    out = torch.zeros(pos.shape, dtype=torch.float64)
-    rows, ts = valid.cpu().nonzero(as_tuple=True)
-    if rows.numel():
-        out[rows, ts] = keys(rows + q0, pos.cpu()[rows, ts])
-    return out
+def _positive_keys(keys: ExactKeys, q0: int, pos: Tensor, cache: Tensor, rows: Tensor, ts: Tensor) -> Tensor:
+    """Exact keys of the positives ``(rows, ts)``, computed on first use and kept in ``cache`` (NaN = not
+    yet): only positives with another item inside their band are ever rescored."""
+    todo = torch.isnan(cache[rows, ts])
+    if bool(todo.any()):
+        r, t = rows[todo], ts[todo]
+        cache[r, t] = keys(r + q0, pos[r, t])
+    return cache[rows, ts]
 
 
 def ranks_by_comparison(
@@ -158,7 +159,8 @@ def ranks_by_comparison(
     valid = padded >= 0
     pos = padded.clamp(min=0)
     lo, hi = tie_band(_positive_scores(blocks, width, pos, valid), tau.to(padded.device), valid)
-    pos_keys = _positive_keys(keys, q0, pos, valid)
+    pos_cpu = pos.cpu()
+    pos_keys = torch.full(pos.shape, float("nan"), dtype=torch.float64)
     ranks = torch.zeros((r, n_pos), dtype=torch.long, device=padded.device)
     step = max(1, COMPARE_BUFFER_BYTES // (r * n_pos))
     n_buf = r * n_pos * min(step, width)
@@ -180,7 +182,8 @@ def ranks_by_comparison(
             if rows.numel():
                 rows_c, ts_c = rows.cpu(), ts.cpu()
                 item_keys = keys(rows_c + q0, cols)
-                before = exact_before(item_keys, cols.cpu(), pos_keys[rows_c, ts_c], pos.cpu()[rows_c, ts_c])
+                key_p = _positive_keys(keys, q0, pos_cpu, pos_keys, rows_c, ts_c)
+                before = exact_before(item_keys, cols.cpu(), key_p, pos_cpu[rows_c, ts_c])
                 ranks.index_put_((rows, ts), before.to(ranks.device, torch.long), accumulate=True)
     return torch.where(valid, ranks, n_g)
 

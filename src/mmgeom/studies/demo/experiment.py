@@ -134,10 +134,11 @@ def run_comparison(
         }
     evals = {r["label"]: r["final_eval"] for r in runs.values()}
     rows = comparison_rows(evals)
+    base = demo_config(settings.steps, settings.overrides)
     summary: dict[str, Any] = {
-        "views": list(demo_config(settings.steps, settings.overrides).data.view_names()),
+        "views": list(base.data.view_names()),
         "steps": next(iter(runs.values()))["final_eval"]["step"] if runs else 0,
-        "seed": demo_config(settings.steps, settings.overrides).train.seed,
+        "seed": base.train.seed,
         "runs": runs,
         "table": rows,
         "reading": reading(rows),
