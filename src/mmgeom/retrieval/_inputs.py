@@ -19,7 +19,7 @@ from torch import Tensor
 from .._validation import check_choice, validation_enabled
 
 METRICS = ("cosine", "dot")
-BACKENDS = ("torch", "faiss")
+BACKENDS = ("auto", "torch", "faiss")
 
 #: Guard added to norms before dividing (all-zero rows are rejected before it matters).
 EPS = 1e-12

@@ -134,7 +134,8 @@ def reset() -> None:
     _load.cache_clear()
 
 
-def _executor(workers: int) -> ThreadPoolExecutor:
+def executor(workers: int) -> ThreadPoolExecutor:
+    """The module's thread pool with ``workers`` threads (made anew after a fork or a size change)."""
     global _pool
     with _pool_lock:
         # a pool inherited through fork() has no threads behind it: the child makes its own
@@ -151,16 +152,7 @@ def available(dtype: torch.dtype, device: torch.device) -> bool:
     return device.type == "cpu" and dtype in (torch.float32, torch.float64) and _library() is not None
 
 
-def merge_into(block: Tensor, offset: int, run_values: Tensor, run_index: Tensor) -> None:
-    """Merge ``block`` into the running top-c ``(run_values, run_index)`` in place.
-
-    Same contract as :func:`mmgeom.retrieval._select.merge_block` (gallery indices of the block are
-    ``offset ..``, all larger than every kept index; rows come back unordered), but the running
-    tensors are updated in place. Call :func:`available` first.
-    """
-    lib = _library()
-    if lib is None:
-        raise RuntimeError(f"the native merge is {native_status()}")
+def _check_merge_args(block: Tensor, run_values: Tensor, run_index: Tensor) -> None:
     rows, width = block.shape
     if not (
         block.dtype == run_values.dtype
@@ -175,10 +167,39 @@ def merge_into(block: Tensor, offset: int, run_values: Tensor, run_index: Tensor
             f"block's dtype; got block {tuple(block.shape)} {block.dtype} strides {block.stride()}, "
             f"run_values {tuple(run_values.shape)} {run_values.dtype}, run_index {tuple(run_index.shape)}"
         )
+
+
+def _kernel(dtype: torch.dtype) -> Any:
+    lib = _library()
+    if lib is None:
+        raise RuntimeError(f"the native merge is {native_status()}")
+    return lib.mmgeom_merge_f32 if dtype == torch.float32 else lib.mmgeom_merge_f64
+
+
+def merge_rows(block: Tensor, offset: int, run_values: Tensor, run_index: Tensor) -> None:
+    """:func:`merge_into` on the calling thread only (for callers that run their own worker threads)."""
+    _check_merge_args(block, run_values, run_index)
+    rows, width = block.shape
+    c = run_values.shape[1]
+    if rows and width and c:
+        fn = _kernel(block.dtype)
+        values, index = run_values.data_ptr(), run_index.data_ptr()
+        fn(block.data_ptr(), rows, width, block.stride(0), offset, values, index, c)
+
+
+def merge_into(block: Tensor, offset: int, run_values: Tensor, run_index: Tensor) -> None:
+    """Merge ``block`` into the running top-c ``(run_values, run_index)`` in place.
+
+    Same contract as :func:`mmgeom.retrieval._select.merge_block` (gallery indices of the block are
+    ``offset ..``, all larger than every kept index; rows come back unordered), but the running
+    tensors are updated in place. Call :func:`available` first.
+    """
+    fn = _kernel(block.dtype)
+    _check_merge_args(block, run_values, run_index)
+    rows, width = block.shape
     c = run_values.shape[1]
     if rows == 0 or width == 0 or c == 0:
         return
-    fn = lib.mmgeom_merge_f32 if block.dtype == torch.float32 else lib.mmgeom_merge_f64
     ld = block.stride(0)
     item = block.element_size()
     base_b, base_v, base_i = block.data_ptr(), run_values.data_ptr(), run_index.data_ptr()
@@ -192,6 +213,6 @@ def merge_into(block: Tensor, offset: int, run_values: Tensor, run_index: Tensor
         run(0, rows)
         return
     step = -(-rows // threads)
-    futures = [_executor(threads).submit(run, lo, min(rows, lo + step)) for lo in range(0, rows, step)]
+    futures = [executor(threads).submit(run, lo, min(rows, lo + step)) for lo in range(0, rows, step)]
     for f in futures:
         f.result()

@@ -7,10 +7,12 @@ import torch
 from torch import Tensor
 
 from .._validation import check_choice
-from ._candidates import torch_candidates
+from . import _native
+from ._candidates import Candidates, torch_candidates
 from ._inputs import (
     BACKENDS,
     Embeddings,
+    Scoring,
     check_chunk_size,
     check_dims,
     check_k,
@@ -19,6 +21,7 @@ from ._inputs import (
     prepare_query,
 )
 from ._plan import DEFAULT_MEMORY_MB
+from ._tune import plan_for
 from .rescore import (
     candidate_count,
     refine_uncertain,
@@ -33,7 +36,7 @@ def topk(
     gallery: Tensor | np.ndarray,
     k: int,
     chunk_size: int | tuple[int, int] | None = None,
-    backend: str = "torch",
+    backend: str = "auto",
     metric: str = "cosine",
     gallery_magnitudes: Tensor | np.ndarray | None = None,
     max_memory_mb: float | None = None,
@@ -65,7 +68,9 @@ def topk(
         k: results per query, ``1 <= k <= N_g``.
         chunk_size: ``None`` (from the memory budget), an int (query and gallery chunk length) or a
             ``(query_chunk, gallery_chunk)`` pair.
-        backend: ``"torch"`` or ``"faiss"`` (needs ``pip install 'mmgeom[faiss]'``).
+        backend: ``"auto"`` (the faster exact engine on this CPU, measured once and cached: FAISS only
+            when it is installed and was measured faster), ``"torch"`` or ``"faiss"`` (needs
+            ``pip install 'mmgeom[faiss]'``). All three return identical results.
         metric: ``"cosine"`` or ``"dot"``.
         gallery_magnitudes: optional ``(N_g,)`` non-negative magnitudes ``r_d`` (magnitude scoring).
         max_memory_mb: budget for the chunk buffers when ``chunk_size`` is None.
@@ -96,12 +101,7 @@ def topk(
     q = prepare_query(q_src, scoring)
     c = candidate_count(k, g_src.n)
     with torch.inference_mode():
-        if backend == "faiss":
-            from .faiss_backend import faiss_candidates
-
-            fast = faiss_candidates(q, g_src, c, scoring, chunks, budget, progress)
-        else:
-            fast = torch_candidates(q, g_src, c, scoring, chunks, budget, progress)
+        fast = _candidates(q, g_src, c, scoring, chunks, budget, progress, backend)
         scores, indices = rescore_candidates(q_src, g_src, fast.indices, k, scoring, out_dtype, budget)
         tau = rounding_bound(q_src.d, fast.values.dtype, q.norm(dim=1).cpu(), fast.gallery_norm_max)
         theta = fast.values.amin(dim=1).cpu()
@@ -116,3 +116,44 @@ def topk(
                 v, i = refine_uncertain(rows.cpu(), q_src, g_src, current, kth, scoring, out_dtype, chunk)
                 scores[rows], indices[rows] = v.to(scores.device), i.to(indices.device)
         return scores, indices
+
+
+def _faiss_installed() -> bool:
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _candidates(
+    q: Tensor,
+    g_src: Embeddings,
+    c: int,
+    scoring: Scoring,
+    chunks: tuple[int, int] | None,
+    budget: int,
+    progress: bool,
+    backend: str,
+) -> Candidates:
+    """The fast pass of the chosen engine: FAISS, the query-parallel fused engine, or the blocked one.
+
+    The fused engine needs the native merge (CPU, float32/float64); explicit ``chunk_size`` keeps the
+    blocked engine, whose blocks are exactly the requested shape.
+    """
+    fused = backend != "faiss" and chunks is None and _native.available(q.dtype, q.device)
+    plan = None
+    if fused or backend == "auto":
+        plan = plan_for(2.0 * q.shape[0] * g_src.n * q.shape[1], q.dtype)
+    if backend == "faiss" or (
+        backend == "auto" and plan is not None and plan.prefers_faiss() and _faiss_installed()
+    ):
+        from .faiss_backend import faiss_candidates
+
+        return faiss_candidates(q, g_src, c, scoring, chunks, budget, progress)
+    if fused and plan is not None:
+        from ._fused import fused_candidates
+
+        fitted = plan.fit(q.shape[0], g_src.n, q.shape[1], q.element_size(), budget)
+        return fused_candidates(q, g_src, c, scoring, fitted, progress)
+    return torch_candidates(q, g_src, c, scoring, chunks, budget, progress)

@@ -1,0 +1,108 @@
+"""The query-parallel fast pass of exact top-k: each thread multiplies and merges its own blocks.
+
+The first engine (:func:`mmgeom.retrieval._candidates.torch_candidates`) alternates one multi-threaded
+GEMM per block with a merge of that block. On a 2-core AMD EPYC (Zen 4) that left a third of the
+machine idle (docs/retrieval.md, "Where the time goes"): every block ends with an OpenMP barrier, the
+threads that finish early spin while the merge runs, and the merge reads a 16 MB block back from
+memory after the GEMM wrote it. Here each worker thread takes a slice of queries and, for it, runs a
+*single-threaded* GEMM against a gallery sub-chunk followed at once by the native merge of that block,
+while the block is still in its cache. Threads never wait for each other inside a gallery chunk; they
+meet once per gallery chunk (which keeps every query's blocks in gallery order, as the merge needs),
+and the calling thread prepares the next chunk meanwhile. The block shapes and the thread count come
+from :mod:`mmgeom.retrieval._tune` (measured once per CPU and cached).
+
+Same results as the first engine: the candidates only feed the exact rescoring of
+:mod:`mmgeom.retrieval.rescore`, which does not depend on how the scores were blocked.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from . import _native
+from ._candidates import Candidates
+from ._inputs import Embeddings, Scoring, chunk_ranges, scale_gallery_chunk, scaled_norm_max
+from ._select import SENTINEL
+from ._threads import limited_threads
+from ._tune import Plan
+
+_local = threading.local()
+
+
+def _buffer(n: int, dtype: torch.dtype) -> Tensor:
+    """A per-thread flat buffer of at least ``n`` elements, reused across calls."""
+    buf: Tensor | None = getattr(_local, "buffer", None)
+    if buf is None or buf.numel() < n or buf.dtype != dtype:
+        buf = torch.empty(n, dtype=dtype)
+        _local.buffer = buf
+    return buf
+
+
+def scan_rows(
+    q: Tensor, g: Tensor, offset: int, q0: int, q1: int, cg: int, run_values: Tensor, run_index: Tensor
+) -> None:
+    """Merge the scores of queries ``q0:q1`` against the prepared gallery chunk ``g`` (rows ``offset..``).
+
+    Runs on the calling thread: one GEMM per ``cg``-wide sub-chunk, merged straight after.
+    """
+    rows = q1 - q0
+    buf = _buffer(rows * min(cg, g.shape[0]), q.dtype)
+    qs, rv, ri = q[q0:q1], run_values[q0:q1], run_index[q0:q1]
+    for c0, c1 in chunk_ranges(g.shape[0], cg):
+        block = buf[: rows * (c1 - c0)].view(rows, c1 - c0)
+        torch.mm(qs, g[c0:c1].T, out=block)
+        _native.merge_rows(block, offset + c0, rv, ri)
+
+
+def fused_candidates(
+    q: Tensor,
+    gallery: Embeddings,
+    c: int,
+    scoring: Scoring,
+    plan: Plan,
+    progress: bool = False,
+) -> Candidates:
+    """Each query's top-``c`` under the float32 (float64) block scores, query-parallel on CPU threads.
+
+    Args:
+        q: ``(N_q, D)`` prepared queries (compute dtype, normalised for cosine), on CPU.
+        gallery: the gallery source.
+        c: candidates per query.
+        scoring: metric and optional magnitudes.
+        plan: block shapes and thread count (``plan.query_chunk`` rows per task, ``plan.gallery_chunk``
+            columns per GEMM, ``plan.prepare_chunk`` gallery rows prepared at a time).
+        progress: show a progress bar over prepared gallery chunks.
+    """
+    n_q = q.shape[0]
+    run_values = torch.full((n_q, c), float("-inf"), dtype=q.dtype)
+    run_index = (SENTINEL + torch.arange(c)).expand(n_q, c).clone()
+    tasks = chunk_ranges(n_q, max(1, min(plan.query_chunk, -(-n_q // plan.threads))))
+    g_ranges = chunk_ranges(gallery.n, plan.prepare_chunk)
+    norm_max = 0.0
+    pool = _native.executor(plan.threads)
+
+    def prepare(g0: int, g1: int) -> tuple[Tensor, float]:
+        g = scale_gallery_chunk(gallery.chunk(g0, g1).to(q.device), scoring, g0)
+        return g.contiguous(), scaled_norm_max(g, scoring, g0)
+
+    # Every GEMM runs single-threaded inside its worker: the parallelism is across workers.
+    with limited_threads(1):
+        nxt = prepare(*g_ranges[0])
+        bar = tqdm(g_ranges, desc="topk", unit="chunk", disable=not progress, leave=False)
+        for j, (g0, _) in enumerate(bar):
+            g, top = nxt
+            norm_max = max(norm_max, top)
+            futures: list[Future[None]] = [
+                pool.submit(scan_rows, q, g, g0, a, b, plan.gallery_chunk, run_values, run_index)
+                for a, b in tasks
+            ]
+            if j + 1 < len(g_ranges):
+                nxt = prepare(*g_ranges[j + 1])
+            for f in futures:
+                f.result()
+    return Candidates(run_values, run_index, norm_max)

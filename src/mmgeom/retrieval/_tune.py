@@ -1,0 +1,198 @@
+"""Block shapes and engine for exact top-k, measured once per CPU and cached (not public API).
+
+Which GEMM block shape keeps a core at its peak, and whether FAISS's exhaustive search beats mmgeom's
+on a machine, depend on the CPU, its BLAS kernels and the thread count: on the Intel Xeon of the first
+benchmark FAISS ran at a fifth of torch's speed, on a 2-core AMD EPYC (Zen 4) it ran faster than the
+first engine. So the first large search on a machine times a few candidate shapes of the fused engine
+(:mod:`mmgeom.retrieval._fused`) on random data, and FAISS ``IndexFlatIP`` on the same data when it is
+installed, and keeps the result in ``tuning/`` of mmgeom's cache folder, keyed by the CPU model and
+flags, torch version, dtype and thread count. :func:`mmgeom.retrieval.tune` runs it on demand.
+
+``MMGEOM_TUNE=0`` skips the measurement and uses the defaults below (what tests do, so that their
+timing does not depend on a warm cache). Results never depend on the plan: every engine feeds the same
+exact rescoring.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+from .._io import write_json
+from .._paths import cache_root
+
+_log = logging.getLogger(__name__)
+
+#: Version of the cached file's layout and of the measurement; bump to re-measure everywhere.
+TUNE_VERSION = 1
+#: Searches with fewer multiply-adds than this use the cached plan if there is one, else the default
+#: (measuring takes one to two seconds; a search this small takes a fraction of a second).
+MIN_TUNE_FLOPS = 2e10
+#: Candidate (query rows per task, gallery columns per GEMM) shapes.
+CANDIDATES = ((256, 4096), (512, 2048), (512, 4096), (1024, 4096), (512, 8192), (1024, 2048))
+DEFAULT_SHAPE = (512, 4096)
+#: Gallery rows prepared (converted, normalised) at a time; two such chunks are alive at once.
+PREPARE_ROWS = 16384
+#: FAISS must beat the fused engine by this factor before ``backend="auto"`` picks it (noise margin).
+FAISS_MARGIN = 1.05
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How the fused engine runs a search.
+
+    Attributes:
+        threads: worker threads (each runs single-threaded GEMMs).
+        query_chunk: query rows per task.
+        gallery_chunk: gallery columns per GEMM block.
+        prepare_chunk: gallery rows converted and normalised at a time.
+        faiss_speedup: measured fused-engine time over FAISS time (``> 1``: FAISS was faster), or None
+            when FAISS was not measured.
+        source: ``"default"``, ``"measured"`` or ``"cached"``.
+    """
+
+    threads: int
+    query_chunk: int
+    gallery_chunk: int
+    prepare_chunk: int = PREPARE_ROWS
+    faiss_speedup: float | None = None
+    source: str = "default"
+
+    def prefers_faiss(self) -> bool:
+        return self.faiss_speedup is not None and self.faiss_speedup > FAISS_MARGIN
+
+    def fit(self, n_q: int, n_g: int, d: int, itemsize: int, budget: int) -> Plan:
+        """This plan shrunk to ``budget`` bytes: two prepared gallery chunks plus one block per thread."""
+        prep = max(1, min(n_g, self.prepare_chunk, budget // (4 * d * itemsize)))
+        left = max(budget - 3 * prep * d * itemsize, budget // 4)
+        cg = max(1, min(self.gallery_chunk, prep))
+        cq = max(1, min(self.query_chunk, n_q, left // max(1, self.threads * cg * itemsize)))
+        return replace(self, query_chunk=cq, gallery_chunk=cg, prepare_chunk=prep)
+
+
+def tuning_enabled() -> bool:
+    return os.environ.get("MMGEOM_TUNE", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _cpu_key(dtype: torch.dtype, threads: int) -> str:
+    flags = model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name") and not model:
+                    model = line
+                elif line.startswith(("flags", "Features")) and not flags:
+                    flags = line
+    except OSError:
+        model = platform.processor()
+    parts = [model, flags, platform.machine(), torch.__version__, str(dtype), str(threads), str(TUNE_VERSION)]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:20]
+
+
+def cache_file(dtype: torch.dtype, threads: int) -> Path:
+    return cache_root() / "tuning" / f"topk-{_cpu_key(dtype, threads)}.json"
+
+
+def default_plan(threads: int | None = None) -> Plan:
+    t = threads or torch.get_num_threads()
+    return Plan(threads=t, query_chunk=DEFAULT_SHAPE[0], gallery_chunk=DEFAULT_SHAPE[1])
+
+
+def _read(path: Path, threads: int) -> Plan | None:
+    """The cached plan, or None (absent, unreadable or malformed: then it is measured again)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        plan = Plan(
+            threads=threads,
+            query_chunk=int(data["query_chunk"]),
+            gallery_chunk=int(data["gallery_chunk"]),
+            prepare_chunk=int(data.get("prepare_chunk", PREPARE_ROWS)),
+            faiss_speedup=None if data.get("faiss_speedup") is None else float(data["faiss_speedup"]),
+            source="cached",
+        )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        _log.warning("ignoring the tuning cache %s (%s); measuring again", path, err)
+        return None
+    if min(plan.query_chunk, plan.gallery_chunk, plan.prepare_chunk) < 1:
+        _log.warning("ignoring the tuning cache %s (non-positive chunk); measuring again", path)
+        return None
+    return plan
+
+
+def _time(fn: object, repeats: int = 2) -> float:
+    assert callable(fn)
+    fn()  # warm-up: buffers, BLAS initialisation
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def measure(threads: int, dtype: torch.dtype = torch.float32, d: int = 512) -> Plan:
+    """Time the candidate shapes (and FAISS, when installed) on random unit vectors; the fastest wins."""
+    from ._fused import fused_candidates
+    from ._inputs import Embeddings, Scoring
+
+    gen = torch.Generator().manual_seed(0)
+    # about 2e10 multiply-adds per timing at two threads: ~0.1 s on a 2-core AVX-512 machine
+    n_g = 8192
+    n_q = threads * max(cq for cq, _ in CANDIDATES)
+    q = torch.nn.functional.normalize(torch.randn(n_q, d, generator=gen, dtype=dtype), dim=1)
+    g = torch.nn.functional.normalize(torch.randn(n_g, d, generator=gen, dtype=dtype), dim=1)
+    source, scoring = Embeddings(g, "gallery"), Scoring("dot", None)
+    times = {}
+    for cq, cg in CANDIDATES:
+        plan = Plan(threads=threads, query_chunk=cq, gallery_chunk=cg)
+        times[(cq, cg)] = _time(lambda p=plan: fused_candidates(q, source, 18, scoring, p))
+    (cq, cg), best = min(times.items(), key=lambda item: item[1])
+    speedup = None
+    try:
+        import faiss
+    except ImportError:
+        faiss = None
+    if faiss is not None and dtype == torch.float32:
+        previous = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(threads)
+        try:
+            index = faiss.IndexFlatIP(d)
+            index.add(g.numpy())
+            speedup = best / _time(lambda: index.search(q.numpy(), 18))
+        finally:
+            faiss.omp_set_num_threads(previous)
+    _log.info("mmgeom topk tuning: %s, faiss speedup %s", times, speedup)
+    return Plan(threads=threads, query_chunk=cq, gallery_chunk=cg, faiss_speedup=speedup, source="measured")
+
+
+def plan_for(flops: float, dtype: torch.dtype, force: bool = False) -> Plan:
+    """The plan for a search of ``flops`` multiply-adds: cached, measured (large searches) or default."""
+    threads = torch.get_num_threads()
+    if not tuning_enabled() and not force:
+        return default_plan(threads)
+    try:
+        path = cache_file(dtype, threads)
+    except RuntimeError:  # no cache folder can be named (no home directory): do not measure each time
+        return default_plan(threads)
+    cached = None if force else _read(path, threads)
+    if cached is not None:
+        return cached
+    if flops < MIN_TUNE_FLOPS and not force:
+        return default_plan(threads)
+    plan = measure(threads, dtype)
+    try:
+        record = {k: v for k, v in asdict(plan).items() if k not in ("threads", "source")}
+        write_json(path, {**record, "threads": threads, "cpu": platform.processor() or platform.machine()})
+    except OSError as err:
+        _log.warning("could not cache the top-k tuning in %s: %s", path, err)
+    return plan
