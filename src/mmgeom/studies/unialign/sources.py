@@ -81,7 +81,7 @@ def store_data(
     """A store's chosen modalities (anchor first), and ``settings`` with ``ms`` fitted to their number.
 
     ``ms``: every ``M`` from 2 to the number of chosen modalities, or only those of ``settings.ms`` when
-    it is shorter (the quick settings' ``(2, 3)``). See
+    it is shorter (the quick settings' ``(2, 3)``); ``batch_size`` at most the training rows. See
     :func:`mmgeom.studies.store_source.read_store_parts` for the request checks, the validation rows and
     the missing-modality rule. The hold-out and sampling use ``settings.split_seed``.
 
@@ -100,5 +100,9 @@ def store_data(
     )
     n = len(parts.modalities)
     ms = tuple(m for m in settings.ms if m <= n) if settings.ms != FULL_MS else tuple(range(2, n + 1))
-    settings = replace(settings, ms=ms)
-    return store_parts_to_study(parts, ms), settings
+    data = store_parts_to_study(parts, ms)
+    n_train = len(parts.parts["train"])
+    if settings.batch_size > n_train:  # a small store: every step sees all training rows
+        data.notes.append(f"Batch size {settings.batch_size} cut to the {n_train} training rows.")
+        settings = replace(settings, batch_size=n_train)
+    return data, replace(settings, ms=ms)
