@@ -19,6 +19,7 @@ from .evaluate import (
     probe_metrics,
 )
 from .modulation import add_gradient_noise, modality_scores, ogm_ge_coefficients, scale_grad
+from .store import ClassifyStoreParts, load_classify_store
 from .trainer import ClassifyResult, build_regularizer, task_loss, train_classifier
 
 __all__ = [
@@ -26,12 +27,14 @@ __all__ = [
     "OPTIMIZERS",
     "ClassifyConfig",
     "ClassifyResult",
+    "ClassifyStoreParts",
     "accuracy_metrics",
     "add_gradient_noise",
     "build_regularizer",
     "embed",
     "evaluate_classifier",
     "geometry_metrics",
+    "load_classify_store",
     "modality_scores",
     "ogm_ge_coefficients",
     "probe_metrics",

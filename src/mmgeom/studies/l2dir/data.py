@@ -31,6 +31,14 @@ class TaskData:
     note: str
     val: dict[str, Tensor] = field(default_factory=dict)
     val_labels: dict[str, Tensor] = field(default_factory=dict)
+    #: ``"instance"`` (only the same row is relevant), ``"label"`` (same class) or ``""``: by task name
+    #: (mfeat instance, Fashion label).
+    relevance: str = ""
+
+    @property
+    def instance(self) -> bool:
+        """Whether only the same row is relevant (instance retrieval)."""
+        return self.relevance == "instance" if self.relevance else self.name == "mfeat"
 
 
 #: Training phrasings per class held out as validation queries (of the 8 training phrasings per class).

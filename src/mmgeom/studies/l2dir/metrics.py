@@ -149,7 +149,7 @@ def evaluate(model: FrozenFeatureModel, data: TaskData, split: str = "test") -> 
     per_direction: dict[str, dict[str, float]] = {}
     for q, g in data.directions:
         relevant = labels[q][:, None] == labels[g][None, :]
-        if data.name == "mfeat":  # instance retrieval: only the same digit is relevant
+        if data.instance:  # instance retrieval: only the same row (digit) is relevant
             relevant = torch.eye(len(labels[q]), dtype=torch.bool)
         mags = model.document_magnitudes(g, feats[g], emb[g])
         row: dict[str, float] = {}

@@ -212,6 +212,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     cpus, torch_version = results.get("cpu_count", os.cpu_count()), results.get("torch", torch.__version__)
     comparisons = {name: compare(t) for name, t in tasks.items()}
     plots = list(PLOT_FILES) if tasks else []
+    store = results.get("store")
     md = [
         "# L2Dir on frozen backbone features",
         "",
@@ -245,12 +246,14 @@ def render_markdown(results: Mapping[str, Any]) -> str:
                 "about 30 min on 2 cores.",
                 "",
             ]
-            if any("grid" in t for t in tasks.values())
+            if any("grid" in t for t in tasks.values()) and not store
             else []
         ),
     ]
     for name, reason in skipped.items():
         md += [f"**{TASKS[name]}: skipped** — {reason}", ""]
+    if store:
+        md += _store_lines(store, settings)
     if tasks:
         md += [
             "## Answers",
@@ -309,6 +312,16 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         *(f"{k} = {v}" for k, v in asdict(settings).items()),
         "```",
         "",
+    ]
+    if store:
+        md += [
+            f"Every projection head: MLP (2 layers, LayerNorm, GELU) to {settings.dim}-d; MagnitudeHead: "
+            f"{settings.mag_hidden} → softplus scalar on the standardised store features, exempt from "
+            "weight decay. Per-run values are in `results.json`.",
+            "",
+        ]
+        return "\n".join(md)
+    md += [
         "Fashion-MNIST image encoder and every projection head: MLP (2 layers, LayerNorm, GELU) to "
         f"{settings.dim}-d; MagnitudeHead: {settings.mag_hidden} → softplus scalar on the raw frozen "
         "features (no input LayerNorm, the library default since it removes the feature scale a magnitude "
@@ -321,6 +334,24 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     return "\n".join(md)
 
 
+def _store_lines(store: Mapping[str, Any], settings: StudySettings) -> list[str]:
+    """The store run's data section: path, relevance, what was dropped / held out, the protocol."""
+    return [
+        "## The store",
+        "",
+        f"Store `{store['path']}`, {store['relevance']} relevance. Heads on the store's features "
+        "(standardised with the training rows' statistics), trained on paired rows for "
+        f"{settings.mfeat_steps} steps of batch {settings.mfeat_batch}. Validation protocol: every "
+        "hyper-parameter (λ_n ∈ {0.1, 1}, or the reconstruction weight ∈ {0.1, 1}) is chosen on the "
+        f"validation rows ({settings.val_seeds} seed(s) per grid point; the highest validation mAP under "
+        "magnitude scoring wins, cosine for InfoNCE); only the chosen configuration's test numbers are "
+        "reported.",
+        "",
+        *[f"- {n}" for n in store["notes"]],
+        *([""] if store["notes"] else []),
+    ]
+
+
 def write_report(
     out: Path,
     tasks: Mapping[str, Mapping[str, Any]],
@@ -328,11 +359,16 @@ def write_report(
     settings: StudySettings,
     command: str,
     wall: float,
+    store: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write ``results.json``, then the PNGs and ``results.md`` from it (:func:`render`)."""
+    """Write ``results.json``, then the PNGs and ``results.md`` from it (:func:`render`).
+
+    ``store``: a run on a feature store (:mod:`.store`): its path, relevance and data notes.
+    """
     write_json(
         out / "results.json",
         {
+            **({"store": dict(store)} if store else {}),
             "command": command,
             "wall_seconds": wall,
             "cpu_count": os.cpu_count(),

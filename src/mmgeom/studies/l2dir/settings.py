@@ -94,7 +94,11 @@ METHODS: dict[str, Method] = {
 SCORES = ("cosine", "magnitude")
 #: Retrieval metrics reported in the tables.
 METRICS = ("hit@1", "hit@5", "hit@10", "map", "ndcg@10")
-TASKS = {"fashion": "text → image (Fashion-MNIST, asymmetric)", "mfeat": "cross-view digits (symmetric)"}
+TASKS = {
+    "fashion": "text → image (Fashion-MNIST, asymmetric)",
+    "mfeat": "cross-view digits (symmetric)",
+    "store": "a user's feature store (mmgeom study l2dir --store)",
+}
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ phase), grid (the validated comparison), answers (generated prose), figures (PNG
 (``results.md`` from ``results.json``).
 """
 
-from .experiment import run
+from .protocol import run, run_store
 from .report import render, render_markdown
 
-__all__ = ["render", "render_markdown", "run"]
+__all__ = ["render", "render_markdown", "run", "run_store"]

@@ -46,12 +46,13 @@ def draw_plots(out: Path, payload: Mapping[str, Any]) -> dict[str, str]:
         ),
     ]
     files["zeta_chi"] = line_plots(out / "zeta_chi_vs_m.png", panels).name
-    panels = [
-        PlotPanel(ms, series("hit@1"), "M (views)", "hit@1", "hit@1, anchor <-> others", xticks=ms),
-        PlotPanel(
-            ms, series("probe/mean"), "M (views)", "accuracy", "linear probe, mean embedding", xticks=ms
-        ),
-    ]
+    panels = [PlotPanel(ms, series("hit@1"), "M (views)", "hit@1", "hit@1, anchor <-> others", xticks=ms)]
+    if all("probe/mean" in r["metrics"] for r in runs):  # no probe on a store without labels
+        panels.append(
+            PlotPanel(
+                ms, series("probe/mean"), "M (views)", "accuracy", "linear probe, mean embedding", xticks=ms
+            )
+        )
     files["hit1"] = line_plots(out / "hit1_vs_m.png", panels).name
     curves = [e for e in payload["scaling"] if "curve" in e]
     if curves:

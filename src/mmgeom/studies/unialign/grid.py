@@ -83,12 +83,15 @@ def grid_table(payload: Mapping[str, Any]) -> str:
 
 
 def answer_validated(
-    payload: Mapping[str, Any], scale: Mapping[tuple[str, int], Any], ms: list[int]
+    payload: Mapping[str, Any],
+    scale: Mapping[tuple[str, int], Any],
+    ms: list[int],
+    metrics: Sequence[tuple[str, str]] = VALIDATED_METRICS,
 ) -> list[str]:
     """Answer 2: at every M, the best validated UniAlign vs the best validated baseline on the test split.
 
     ``payload`` comes from :func:`.answers.with_seed_metrics`; ``scale`` maps ``(loss, M)`` to its scaling
-    entry.
+    entry; ``metrics``: the compared test metrics (key, title).
     """
     chosen = {(e["loss"], e["M"]): e for e in payload["chosen"]}
     sel = payload["selection"]
@@ -98,7 +101,7 @@ def answer_validated(
         m = s["M"]
         u = chosen.get((s["unialign"], m)) or scale[(s["unialign"], m)]
         b = scale[(s["baseline"], m)]
-        for metric, title in VALIDATED_METRICS:
+        for metric, title in metrics:
             diff, se, verdict = compare(u, b, metric)
             verdicts.append(verdict)
             rows.append(

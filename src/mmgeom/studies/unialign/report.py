@@ -14,6 +14,7 @@ from .answers import (
 from .figures import draw_plots, plot_files
 from .grid import grid_table
 from .settings import ANCHOR_LOSSES, FULL
+from .store_report import render_store_markdown
 
 #: Metrics of the scaling tables: key -> title.
 SCALING_METRICS: dict[str, str] = {
@@ -51,7 +52,13 @@ SUMMARY_COLUMNS: list[tuple[str, str]] = [
 
 
 def render_markdown(payload: Mapping[str, Any]) -> str:
-    """The text of ``results.md`` from a ``results.json`` payload (a pure function: no files, no clock)."""
+    """The text of ``results.md`` from a ``results.json`` payload (a pure function: no files, no clock).
+
+    A run on a feature store (the payload has a ``"store"`` entry) is rendered by
+    :func:`.store_report.render_store_markdown`.
+    """
+    if "store" in payload:
+        return render_store_markdown(payload)
     s = payload["settings"]
     top = max(s["ms"])
     command = payload.get("command", "")
