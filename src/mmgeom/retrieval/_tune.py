@@ -15,6 +15,7 @@ exact rescoring.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -23,6 +24,7 @@ import platform
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -158,10 +160,9 @@ def measure(threads: int, dtype: torch.dtype = torch.float32, d: int = 512) -> P
         times[(cq, cg)] = _time(lambda p=plan: fused_candidates(q, source, 18, scoring, p))
     (cq, cg), best = min(times.items(), key=lambda item: item[1])
     speedup = None
-    try:
+    faiss: Any = None
+    with contextlib.suppress(ImportError):
         import faiss
-    except ImportError:
-        faiss = None
     if faiss is not None and dtype == torch.float32:
         previous = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(threads)
