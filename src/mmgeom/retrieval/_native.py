@@ -40,7 +40,7 @@ _log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("_merge.c")
 #: Version of the kernel's calling convention, checked against ``mmgeom_merge_abi()`` after loading.
-ABI = 1
+ABI = 2
 #: Blocks with fewer elements than this are merged on the calling thread only.
 MIN_PARALLEL_ELEMENTS = 1 << 18
 #: Rows per thread never drop below this.
@@ -117,6 +117,10 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     for fn in (lib.mmgeom_merge_f32, lib.mmgeom_merge_f64):
         fn.restype = None
         fn.argtypes = [*args, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+    for fn in (lib.mmgeom_count_f32, lib.mmgeom_count_f64):
+        fn.restype = ctypes.c_int64
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64]
+        fn.argtypes += [ctypes.c_void_p] * 2 + [ctypes.c_int64] + [ctypes.c_void_p] * 2 + [ctypes.c_int64]
     return lib, f"loaded {target}"
 
 
@@ -216,3 +220,49 @@ def merge_into(block: Tensor, offset: int, run_values: Tensor, run_index: Tensor
     futures = [executor(threads).submit(run, lo, min(rows, lo + step)) for lo in range(0, rows, step)]
     for f in futures:
         f.result()
+
+
+def count_rows(block: Tensor, lo: Tensor, hi: Tensor, above: Tensor, band: Tensor) -> int:
+    """Count, on the calling thread, the entries of each row of ``block`` above each positive's band.
+
+    Args:
+        block: ``(r, w)`` row-contiguous scores (float32/float64).
+        lo: ``(r, P)`` contiguous lower band edges (``+inf`` for padding), block dtype.
+        hi: ``(r, P)`` upper band edges (``+inf`` for padding).
+        above: ``(r, P)`` contiguous int64 counts, incremented in place by the entries ``> hi``.
+        band: ``(cap, 3)`` contiguous int64 output: ``(row, column, p)`` of the entries inside a band.
+
+    Returns:
+        How many band entries there are; only the first ``cap`` are written (more: settle another way).
+    """
+    rows, width = block.shape
+    npos = lo.shape[1]
+    if not (
+        (block.stride(1) == 1 or width <= 1)
+        and lo.dtype == hi.dtype == block.dtype
+        and above.dtype == band.dtype == torch.int64
+        and all(t.is_contiguous() for t in (lo, hi, above, band))
+        and lo.shape == hi.shape == above.shape == (rows, npos)
+        and band.dim() == 2
+        and band.shape[1] == 3
+    ):
+        raise ValueError("count_rows: mismatched block, band edges, counts or band buffer")
+    if rows == 0 or width == 0 or npos == 0:
+        return 0
+    lib = _library()
+    if lib is None:
+        raise RuntimeError(f"the native kernels are {native_status()}")
+    fn = lib.mmgeom_count_f32 if block.dtype == torch.float32 else lib.mmgeom_count_f64
+    found: int = fn(
+        block.data_ptr(),
+        rows,
+        width,
+        block.stride(0),
+        lo.data_ptr(),
+        hi.data_ptr(),
+        npos,
+        above.data_ptr(),
+        band.data_ptr(),
+        band.shape[0],
+    )
+    return found

@@ -25,10 +25,13 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from . import _native
+from ._fused_ranks import fused_ranks
 from ._inputs import EPS, Embeddings, Scoring, check_nonzero_rows, chunk_ranges
 from ._plan import rank_chunks
 from ._threads import limited_threads
 from ._ties import ExactKeys, exact_before, tie_band
+from ._tune import plan_for
 from .relevance import Relevance, padded_from_mask
 from .rescore import rounding_bound
 
@@ -97,6 +100,16 @@ def iter_positive_ranks(
         scale = scale.to(q.device)
     tau = rounding_bound(d, q.dtype, q.norm(dim=1).cpu(), norm_max)
     keys = ExactKeys(query, gallery, scoring, q.dtype)
+    if (
+        chunks is None
+        and _native.available(q.dtype, q.device)
+        and relevance.max_count(0, n_q) <= MAX_COMPARE_POSITIVES
+    ):
+        plan = plan_for(2.0 * n_q * gallery.n * d, q.dtype)
+        plan = plan.fit(n_q, gallery.n, d, itemsize, budget)
+        ranks = fused_ranks(keys, q, gallery, relevance, scale, tau, plan, progress)
+        yield 0, n_q, ranks, relevance.counts(0, n_q)
+        return
     g_ranges = chunk_ranges(gallery.n, cg)
     # One buffer for a query chunk's score rows, laid out block after block so that every block
     # ``(r, w_j)`` is contiguous (a GEMM output) and the buffer is reused across query chunks.

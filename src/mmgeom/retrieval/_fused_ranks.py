@@ -1,0 +1,171 @@
+"""Ranks of few positives per query, query-parallel and streamed over the gallery (not public API).
+
+The chunked path of :mod:`mmgeom.retrieval.ranks` keeps full score rows of a query chunk and counts
+with tensor operations on one thread. For up to :data:`~mmgeom.retrieval.ranks.MAX_COMPARE_POSITIVES`
+positives per query on CPU this module does the same counting the way :mod:`._fused` does top-k: each
+worker thread runs a single-threaded GEMM of its queries against a gallery sub-chunk and counts that
+block at once with the native kernel (``mmgeom_count_*`` in ``_merge.c``), while the block is in its
+cache. The gallery is read once, whatever the number of queries.
+
+What changes is where the positive's own fast score comes from: it is computed up front, by a separate
+float32 (float64) dot product, instead of being read from the block. Both that score and every block
+score lie within ``tau`` (:func:`~mmgeom.retrieval.rescore.rounding_bound`) of the exact score, so the
+band ``[s_p - 2 tau - 4 ulp, s_p + 2 tau + 4 ulp]`` of :func:`~mmgeom.retrieval._ties.tie_band` still
+holds every item whose order against the positive the fast scores cannot decide, the positive itself
+included (it is excluded by index). Items inside a band are settled by their exact keys, as in the
+chunked path; so the ranks are the same exact ranks.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from . import _native
+from ._inputs import Embeddings, chunk_ranges
+from ._threads import limited_threads
+from ._ties import ExactKeys, exact_before, tie_band
+from ._tune import Plan
+from .relevance import Relevance
+
+#: Band entries a worker can hold per block before that block is settled with tensor operations.
+BAND_CAPACITY = 1 << 14
+
+_local = threading.local()
+
+
+def _buffers(n: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    block: Tensor | None = getattr(_local, "block", None)
+    if block is None or block.numel() < n or block.dtype != dtype:
+        block = torch.empty(n, dtype=dtype)
+        _local.block = block
+    band: Tensor | None = getattr(_local, "band", None)
+    if band is None:
+        band = torch.empty(BAND_CAPACITY, 3, dtype=torch.long)
+        _local.band = band
+    return block, band
+
+
+def _band_by_tensors(block: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
+    """``(n, 3)`` (row, column, p) of the entries inside a band: the overflow path of the kernel."""
+    inside = (block[:, None, :] >= lo[:, :, None]) & (block[:, None, :] <= hi[:, :, None])
+    rows, ps, cols = inside.nonzero(as_tuple=True)
+    return torch.stack([rows, cols, ps], dim=1)
+
+
+def _scan(
+    q: Tensor,
+    g: Tensor,
+    offset: int,
+    q0: int,
+    q1: int,
+    cg: int,
+    lo: Tensor,
+    hi: Tensor,
+    above: Tensor,
+    found: list[Tensor],
+) -> None:
+    rows = q1 - q0
+    buf, band = _buffers(rows * min(cg, g.shape[0]), q.dtype)
+    qs, lo_r, hi_r, above_r = q[q0:q1], lo[q0:q1], hi[q0:q1], above[q0:q1]
+    for c0, c1 in chunk_ranges(g.shape[0], cg):
+        block = buf[: rows * (c1 - c0)].view(rows, c1 - c0)
+        torch.mm(qs, g[c0:c1].T, out=block)
+        n = _native.count_rows(block, lo_r, hi_r, above_r, band)
+        if n == 0:
+            continue
+        hits = band[:n].clone() if n <= band.shape[0] else _band_by_tensors(block, lo_r, hi_r)
+        hits[:, 0] += q0
+        hits[:, 1] += offset + c0
+        found.append(hits)
+
+
+def positive_scores(
+    q: Tensor, gallery: Embeddings, scale: Tensor | None, pos: Tensor, valid: Tensor
+) -> Tensor:
+    """``(N_q, P)`` fast scores of the positives, one dot product each (``+inf`` for padding)."""
+    out = torch.full(pos.shape, float("inf"), dtype=q.dtype)
+    rows, ts = valid.nonzero(as_tuple=True)
+    step = max(1, (1 << 22) // max(1, q.shape[1]))
+    for a, b in chunk_ranges(rows.numel(), step):
+        r, t = rows[a:b], ts[a:b]
+        items = pos[r, t]
+        g = gallery.rows(items).to(q.dtype)
+        if scale is not None:
+            g = g * scale[items, None]
+        out[r, t] = (q[r] * g).sum(dim=1)
+    return out
+
+
+def fused_ranks(
+    keys: ExactKeys,
+    q: Tensor,
+    gallery: Embeddings,
+    relevance: Relevance,
+    scale: Tensor | None,
+    tau: Tensor,
+    plan: Plan,
+    progress: bool = False,
+) -> Tensor:
+    """``(N_q, P)`` exact 0-based ranks of every query's positives (``N_g`` for padding).
+
+    Args:
+        keys: exact keys of (query, item) pairs.
+        q: ``(N_q, D)`` prepared queries on CPU.
+        gallery: the gallery source (already validated by the scale pass).
+        relevance: positives, at most ``MAX_COMPARE_POSITIVES`` per query.
+        scale: per-gallery-row score scale (cosine / magnitude), or None for dot.
+        tau: ``(N_q,)`` float64 bound on the fast scores' error.
+        plan: threads and block shapes (:mod:`._tune`).
+        progress: progress bar over gallery chunks.
+    """
+    n_q, n_g = q.shape[0], gallery.n
+    padded = relevance.padded(0, n_q).cpu()
+    valid = padded >= 0
+    pos = padded.clamp(min=0)
+    lo, hi = tie_band(positive_scores(q, gallery, scale, pos, valid), tau, valid)
+    lo, hi = lo.contiguous(), hi.contiguous()
+    above = torch.zeros(pos.shape, dtype=torch.long)
+    tasks = chunk_ranges(n_q, max(1, min(plan.query_chunk, -(-n_q // plan.threads))))
+    found: list[list[Tensor]] = [[] for _ in tasks]
+    pool = _native.executor(plan.threads)
+
+    def prepare(g0: int, g1: int) -> Tensor:
+        g = gallery.chunk(g0, g1, check=False).to(q.dtype)
+        return (g * scale[g0:g1, None]).contiguous() if scale is not None else g.contiguous()
+
+    g_ranges = chunk_ranges(n_g, plan.prepare_chunk)
+    with limited_threads(1):
+        nxt = prepare(*g_ranges[0])
+        bar = tqdm(g_ranges, desc="ranks", unit="chunk", disable=not progress, leave=False)
+        for j, (g0, _) in enumerate(bar):
+            g = nxt
+            futures: list[Future[None]] = [
+                pool.submit(_scan, q, g, g0, a, b, plan.gallery_chunk, lo, hi, above, found[t])
+                for t, (a, b) in enumerate(tasks)
+            ]
+            if j + 1 < len(g_ranges):
+                nxt = prepare(*g_ranges[j + 1])
+            for f in futures:
+                f.result()
+    hits = [h for per_task in found for h in per_task]
+    if hits:
+        _settle(torch.cat(hits), keys, pos, above)
+    return torch.where(valid, above, n_g)
+
+
+def _settle(hits: Tensor, keys: ExactKeys, pos: Tensor, above: Tensor) -> None:
+    """Add to ``above`` the band items that are exactly before their positive."""
+    rows, cols, ps = hits[:, 0], hits[:, 1], hits[:, 2]
+    other = cols != pos[rows, ps]
+    rows, cols, ps = rows[other], cols[other], ps[other]
+    if rows.numel() == 0:
+        return
+    pairs, inverse = torch.unique(torch.stack([rows, ps], dim=1), dim=0, return_inverse=True)
+    key_p = keys(pairs[:, 0], pos[pairs[:, 0], pairs[:, 1]])[inverse]
+    before = exact_before(keys(rows, cols), cols, key_p, pos[rows, ps])
+    above.index_put_((rows, ps), before.to(torch.long), accumulate=True)
