@@ -143,6 +143,12 @@ class DAGRRegularizer(MultimodalLoss):
             return F.dispersion(z, self.tau)
         return -F.spectral_entropy(z, power=2.0)
 
+    def _dispersion_unit(self, z: Tensor) -> Tensor:
+        """:meth:`_dispersion` of rows already normalised (the unmasked path)."""
+        if self.dispersion == "gaussian":
+            return F.gaussian_potential_unit(z, 1.0 / self.tau)
+        return -F.spectral_entropy_unit(z, power=2.0)
+
     def compute(
         self,
         mods: dict[str, Tensor],
@@ -153,11 +159,18 @@ class DAGRRegularizer(MultimodalLoss):
         zero = next(iter(mods.values())).new_zeros(()).float()
         terms: dict[str, Tensor] = {}
         total = zero
+        # Without a mask every modality is normalised once and the unchecked kernels are used (the batch
+        # is validated); a mask selects rows first (data-dependent shapes) and goes the checked way.
+        unit = None if mask is not None else {m: F.normalize(z) for m, z in mods.items()}
 
         if self.mode != "anchor_only" and self.lambda_d > 0:
             disp_sum = zero
             for m, z in mods.items():
-                rows = z if mask is None else z[mask[m]]
+                if unit is not None:
+                    terms[f"dispersion/{m}"] = d = self._dispersion_unit(unit[m])
+                    disp_sum = disp_sum + d
+                    continue
+                rows = z[mask[m]] if mask is not None else z
                 d = self._dispersion(rows) if rows.shape[0] >= 2 else zero
                 terms[f"dispersion/{m}"] = d
                 disp_sum = disp_sum + d
@@ -171,6 +184,11 @@ class DAGRRegularizer(MultimodalLoss):
             anchor = zero
             pairs = list(combinations(mods, 2))
             for m, n in pairs:
+                if unit is not None:
+                    value = zero if calibrating else F.band_hinge_unit(unit[m], unit[n], self.delta)
+                    terms[f"anchor/{m}-{n}"] = value
+                    anchor = anchor + value
+                    continue
                 za, zb = mods[m], mods[n]
                 if mask is not None:
                     both = mask[m] & mask[n]

@@ -197,7 +197,8 @@ class L2DirLoss(MultimodalLoss):
         triples = resolve_pairs(self.pairs, list(mods), self.anchor)
         for m, n, w in triples:
             if self.objective == "infonce":
-                contrast = F.info_nce(mods[m], mods[n], tau, labels)
+                # The directions are computed once above; the batch is already validated.
+                contrast = F.info_nce_unit(direction[m], direction[n], tau, labels)
             else:
                 contrast = F.info_tn(full[m], full[n], tau, labels)
             norm = self._norm_distance(full[m], full[n])
@@ -242,5 +243,5 @@ class L2DirLoss(MultimodalLoss):
         assert total is not None
         for m, r in radius.items():
             terms[f"magnitude/{m}"] = r.detach().mean()
-        terms["temperature"] = torch.tensor(tau_r)
+        terms["temperature"] = radius[next(iter(radius))].new_full((), tau_r)  # on the batch's device
         return LossOutput(total / sum(w for _, _, w in triples), detach_terms(terms))
