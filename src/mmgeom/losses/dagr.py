@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from itertools import combinations
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .. import functional as F
 from .._validation import check_choice, check_positive
@@ -50,6 +51,11 @@ def parse_delta(delta: float | str, auto_quantile: float = 0.5) -> tuple[float |
             f"got auto_quantile={auto_quantile!r} too"
         )
     return None, q
+
+
+def _forget_calibration(module: nn.Module, incompatible_keys: Any) -> None:
+    """``load_state_dict`` post-hook: ``delta`` may have changed, so re-read whether it is calibrated."""
+    module._calibrating = None
 
 
 @register_loss("dagr")
@@ -132,11 +138,19 @@ class DAGRRegularizer(MultimodalLoss):
         self.register_buffer("delta", torch.tensor(initial, dtype=torch.float64))
         self.register_buffer("calls", torch.zeros((), dtype=torch.long))
         self._recorded: list[Tensor] = []
+        # Host-side copy of "delta is still NaN" (None: not read yet), so that a calibrated loss does not
+        # read the buffer on every call (a device sync); re-read after load_state_dict changes delta.
+        self._calibrating: bool | None = None
+        self.register_load_state_dict_post_hook(_forget_calibration)
 
     @property
     def calibrating(self) -> bool:
         """True while ``delta="auto"`` is still collecting drift (anchoring is off meanwhile)."""
-        return self.auto and bool(torch.isnan(self.delta))
+        if not self.auto:
+            return False
+        if self._calibrating is None:
+            self._calibrating = bool(torch.isnan(self.delta))
+        return self._calibrating
 
     def _dispersion(self, z: Tensor) -> Tensor:
         if self.dispersion == "gaussian":
@@ -212,8 +226,10 @@ class DAGRRegularizer(MultimodalLoss):
         self.calls += 1
         if int(self.calls) >= self.calibration_steps:
             drift = torch.cat(self._recorded)
-            self.delta.fill_(float(torch.quantile(drift, self.auto_quantile)) if drift.numel() else 0.0)
+            band = float(torch.quantile(drift, self.auto_quantile)) if drift.numel() else 0.0
+            self.delta.fill_(band)
             self._recorded.clear()
+            self._calibrating = math.isnan(band)  # known on the host: the next calls read no buffer
             if float(self.delta) > INACTIVE_BAND:
                 warnings.warn(
                     f"delta: calibrated band {float(self.delta):.3g} > {INACTIVE_BAND} (quantile "

@@ -10,7 +10,7 @@ import torch.nn.functional as nnf
 from torch import Tensor
 
 from .. import functional as F
-from .._validation import check_choice, check_positive, validation_enabled
+from .._validation import check_choice, check_positive, validation, validation_enabled
 from ..functional.l2dir import RELEASE_TEMPERATURE
 from .base import LossOutput, MultimodalLoss, detach_terms
 from .pairs import PairSpec, resolve_pairs, validate_pair_spec
@@ -186,8 +186,21 @@ class L2DirLoss(MultimodalLoss):
         elif self.reconstruction_weight > 0:
             raise ValueError("reconstruction_weight: > 0 needs magnitude_targets (e.g. frozen feature norms)")
         radius = self._radius(mods, magnitudes)
-        if self.variant == "release":
-            return self._release(mods, radius)
+        # Everything below derives from the validated batch and magnitudes, so the functional layer's
+        # own value checks would only repeat them (a sync each); shapes are still checked there.
+        with validation(False):
+            if self.variant == "release":
+                return self._release(mods, radius)
+            return self._paper(mods, radius, labels, targets)
+
+    def _paper(
+        self,
+        mods: Mapping[str, Tensor],
+        radius: Mapping[str, Tensor],
+        labels: Tensor | None,
+        targets: Mapping[str, Tensor],
+    ) -> LossOutput:
+        """The paper variant; see the class docstring."""
 
         direction = {m: F.normalize(z) for m, z in mods.items()}
         full = {m: direction[m] * radius[m].to(direction[m].dtype).unsqueeze(1) for m in mods}
