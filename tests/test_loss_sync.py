@@ -115,7 +115,9 @@ def test_every_registered_loss_runs_without_a_sync(name: str) -> None:
 
 
 @pytest.mark.parametrize(("name", "kwargs", "call_kwargs"), VARIANTS, ids=lambda v: str(v)[:40])
-def test_loss_variants_run_without_a_sync(name: str, kwargs: dict[str, Any], call_kwargs: dict[str, Any]) -> None:
+def test_loss_variants_run_without_a_sync(
+    name: str, kwargs: dict[str, Any], call_kwargs: dict[str, Any]
+) -> None:
     assert _call(name, kwargs, call_kwargs, check_values=False) == Counter()
 
 

@@ -56,6 +56,11 @@ def _adjugate(c: Tensor) -> Tensor:
     n = c.shape[-1]
     if n == 1:
         return torch.ones_like(c)
+    if n == 2:
+        # Closed form [[d, -b], [-c, a]]: one stack instead of four 1x1 determinants (small-op launches
+        # dominate at small batches).
+        a, b, cc, d = c[..., 0, 0], c[..., 0, 1], c[..., 1, 0], c[..., 1, 1]
+        return torch.stack([torch.stack([d, -b], -1), torch.stack([-cc, a], -1)], -2)
     adj = torch.empty_like(c)
     idx = list(range(n))
     for i in range(n):
@@ -97,4 +102,8 @@ def gram_volume_matrix_unit(a: Tensor, *normed: Tensor, eps: float = VOLUME_EPS)
             term = coef.unsqueeze(0) * crosses[m] * crosses[n]
             quad = term if quad is None else quad + term
     assert quad is not None
-    return (torch.linalg.det(inner).unsqueeze(0) - quad).clamp_min(eps).sqrt()
+    if inner.shape[-1] == 2:  # 2x2 determinant in closed form (as the adjugate above)
+        det = inner[:, 0, 0] * inner[:, 1, 1] - inner[:, 0, 1] * inner[:, 1, 0]
+    else:
+        det = torch.linalg.det(inner)
+    return (det.unsqueeze(0) - quad).clamp_min(eps).sqrt()

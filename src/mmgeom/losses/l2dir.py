@@ -191,7 +191,7 @@ class L2DirLoss(MultimodalLoss):
         with validation(False):
             if self.variant == "release":
                 return self._release(mods, radius)
-            return self._paper(mods, radius, labels, targets)
+            return self._paper(mods, radius, labels, targets, set(magnitudes or {}))
 
     def _paper(
         self,
@@ -199,11 +199,19 @@ class L2DirLoss(MultimodalLoss):
         radius: Mapping[str, Tensor],
         labels: Tensor | None,
         targets: Mapping[str, Tensor],
+        given: set[str],
     ) -> LossOutput:
-        """The paper variant; see the class docstring."""
+        """The paper variant; see the class docstring (``given``: modalities with given magnitudes)."""
 
         direction = {m: F.normalize(z) for m, z in mods.items()}
-        full = {m: direction[m] * radius[m].to(direction[m].dtype).unsqueeze(1) for m in mods}
+        full = {
+            # r = ||h|| (no magnitude given) makes u = ||h|| h / ||h|| = h: the input itself, exactly in
+            # value and gradient up to rounding, without two B x D products and their backward.
+            m: mods[m].to(direction[m].dtype)
+            if m not in given
+            else direction[m] * radius[m].to(direction[m].dtype).unsqueeze(1)
+            for m in mods
+        }
         tau = self.temperature()
         terms: dict[str, Tensor] = {}
         total: Tensor | None = None
