@@ -33,9 +33,8 @@ import torch.nn.functional as nnf
 from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import describe, machine_info, result_paths, write_index  # noqa: E402
-
-from mmgeom.losses import create_loss  # noqa: E402
+from _machine import describe, machine_info, result_paths, write_index
+from mmgeom.losses import create_loss
 
 NAMES = ["text", "image", "audio"]
 Batch = dict[str, Tensor]
@@ -187,7 +186,7 @@ def time_case(
     }
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(max(3, repeats // 10)):  # warm-up: allocator, kernels, lazy state
-        for k, fn in fns.items():
+        for fn in fns.values():
             _step(fn, batch)
     for _ in range(repeats):
         for k, fn in fns.items():  # interleaved: drift hits all three alike

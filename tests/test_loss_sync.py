@@ -44,7 +44,7 @@ def count_syncs() -> Iterator[Counter[str]]:
         saved.append((owner, name, original if name in vars(owner) else None))
         setattr(owner, name, counted)
 
-    for name in SYNC_METHODS + ("masked_select",):
+    for name in (*SYNC_METHODS, "masked_select"):
         wrap(Tensor, name)
     for name in SYNC_FUNCTIONS:
         wrap(torch, name)
@@ -141,7 +141,7 @@ class _ItemLoss(MultimodalLoss):
         if self.where == "backward":
             return LossOutput(_SyncInBackward.apply(z).sum())
         if self.where == "hook":
-            z.register_hook(lambda g: None if bool((g > 0).any()) else None)
+            z.register_hook(lambda g: g.clamp(-1.0, 1.0) if bool((g > 0).any()) else g)
         if self.where == "mask":
             return LossOutput(z[z > 0].sum())
         return LossOutput(z.pow(2).sum())

@@ -55,7 +55,7 @@ def parse_delta(delta: float | str, auto_quantile: float = 0.5) -> tuple[float |
 
 def _forget_calibration(module: nn.Module, incompatible_keys: Any) -> None:
     """``load_state_dict`` post-hook: ``delta`` may have changed, so re-read whether it is calibrated."""
-    module._calibrating = None
+    setattr(module, "_calibrating", None)  # noqa: B010 (nn.Module attribute typing)
 
 
 @register_loss("dagr")

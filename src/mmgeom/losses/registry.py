@@ -51,5 +51,5 @@ def create_loss(name: str, *, check_values: bool | None = None, **kwargs: Any) -
     if check_values is not None:
         if not hasattr(loss, "check_values"):
             raise ValueError(f"check_values: loss {name!r} ({cls.__name__}) has no value checks to switch")
-        loss.check_values = check_values
+        setattr(loss, "check_values", check_values)  # noqa: B010 (nn.Module typing)
     return loss
