@@ -1,25 +1,27 @@
-"""Forward + backward cost of every registered loss, as a ratio to plain InfoNCE measured in the same run.
+"""Per-call cost of every registered loss against a plain PyTorch transcription of the same formula.
 
-Baseline ("plain InfoNCE"): for each of the M(M-1)/2 modality pairs, normalise, one matmul, two
-cross-entropies — what a user replaces when adding a geometric loss to a multimodal run. Ratios therefore
-compare each loss with an all-pairs InfoNCE over the same modalities (per-pair count normalised).
+Each case times forward + backward of the mmgeom loss (value checks off, ``check_values=False``, and on)
+and of a plain transcription written here, independent of mmgeom (about ten lines each, what a user would
+write by hand). Timings are interleaved (plain, off, on, plain, off, on, ...) so that load drift on a
+shared machine hits all three alike; the medians over many repeats are compared. Before timing, each
+transcription is checked to give the mmgeom loss's value (the comparison is of the same formula).
 
-Memory: peak bytes allocated by the CPU caching allocator are not exposed by PyTorch, so peak *extra*
-memory is measured with ``tracemalloc``-free means: the process high-water mark (VmHWM from
-/proc/self/status) is reset before each case (``/proc/self/clear_refs``, value 5) and read after it, minus
-the resident size before it. On Linux this captures every tensor the case allocated.
+Target (issue 19): mmgeom / plain <= 1.15 with checks off and <= 1.5 with checks on, at B in {64, 256},
+M in {2, 3}, D = 512.
 
 Usage:
-    python benchmarks/bench_losses.py            # full grid, writes benchmarks/results/losses.{json,md}
-    python benchmarks/bench_losses.py --quick    # tiny smoke run, prints only
+    python benchmarks/bench_losses.py                  # full grid, 1 and 2 threads; writes results
+    python benchmarks/bench_losses.py --quick          # few repeats, prints only
+    python benchmarks/bench_losses.py --threads 1      # one thread count only
+
+Results go to ``benchmarks/results/losses/<cpu-slug>.{md,json}`` (see ``_machine.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
+import math
 import statistics
 import sys
 import time
@@ -28,191 +30,263 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as nnf
+from torch import Tensor
 
-import mmgeom
-from mmgeom import functional as F
-from mmgeom.losses import create_loss, list_losses
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import describe, machine_info, result_paths, write_index
+from mmgeom.losses import create_loss
 
-RESULTS = Path(__file__).resolve().parent / "results"
-NAMES = ["text", "image", "audio", "depth", "thermal", "imu"]
-
-
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
+NAMES = ["text", "image", "audio"]
+Batch = dict[str, Tensor]
 
 
-def _reset_hwm() -> None:
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-    except OSError:
-        pass
+# --- plain transcriptions (no mmgeom) ------------------------------------------------------------------
+def _unit(batch: Batch) -> list[Tensor]:
+    return [nnf.normalize(z, dim=1) for z in batch.values()]
 
 
-def plain_infonce(batch: dict[str, torch.Tensor], tau: float = 0.07) -> torch.Tensor:
-    names = list(batch)
-    total = batch[names[0]].new_zeros(())
-    for i in range(len(names)):
-        for j in range(i + 1, len(names)):
-            a = nnf.normalize(batch[names[i]], dim=1)
-            b = nnf.normalize(batch[names[j]], dim=1)
-            logits = a @ b.T / tau
-            target = torch.arange(a.shape[0])
-            total = total + 0.5 * (nnf.cross_entropy(logits, target) + nnf.cross_entropy(logits.T, target))
+def _pairs(m: int) -> list[tuple[int, int]]:
+    return [(i, j) for i in range(m) for j in range(i + 1, m)]
+
+
+def _clip(a: Tensor, b: Tensor, tau: float) -> Tensor:
+    logits = a @ b.T / tau
+    t = torch.arange(a.shape[0])
+    return 0.5 * (nnf.cross_entropy(logits, t) + nnf.cross_entropy(logits.T, t))
+
+
+def _unif(z: Tensor, t: float) -> Tensor:
+    # Wang & Isola's published one-liner (the mean over i < j equals the mean over i != j).
+    return torch.pdist(z, p=2).pow(2).mul(-t).exp().mean().log()
+
+
+def plain_infonce(batch: Batch) -> Tensor:
+    zs = _unit(batch)
+    return sum(_clip(zs[i], zs[j], 0.07) for i, j in _pairs(len(zs))) / len(_pairs(len(zs)))
+
+
+def plain_siglip(batch: Batch) -> Tensor:
+    zs, total = _unit(batch), 0.0
+    for i, j in _pairs(len(zs)):
+        logits = math.exp(math.log(10.0)) * zs[i] @ zs[j].T - 10.0
+        sign = 2 * torch.eye(logits.shape[0]) - 1
+        total = total - nnf.logsigmoid(sign * logits).sum() / logits.shape[0]
+    return total / len(_pairs(len(zs)))
+
+
+def plain_align_uniform(batch: Batch) -> Tensor:
+    zs = _unit(batch)
+    align = sum((zs[i] - zs[j]).pow(2).sum(1).mean() for i, j in _pairs(len(zs))) / len(_pairs(len(zs)))
+    return align + sum(_unif(z, 2.0) for z in zs) / len(zs)
+
+
+def plain_gram(batch: Batch) -> Tensor:
+    a, *others = _unit(batch)
+    crosses = [a @ o.T for o in others]
+    if len(others) == 1:
+        det = 1 - crosses[0] ** 2
+    else:  # det [[1, s1, s2], [s1, 1, c], [s2, c, 1]] with c = <o1_j, o2_j>
+        c = (others[0] * others[1]).sum(1)[None, :]
+        s1, s2 = crosses
+        det = 1 - s1**2 - s2**2 - c**2 + 2 * s1 * s2 * c
+    logits = -det.clamp_min(1e-12).sqrt() / 0.07
+    t = torch.arange(a.shape[0])
+    ce = nnf.cross_entropy(logits, t, label_smoothing=0.1) + nnf.cross_entropy(
+        logits.T, t, label_smoothing=0.1
+    )
+    return 0.5 * ce
+
+
+def plain_unialign(batch: Batch, centroid: bool = False, vol: float = 0.0) -> Tensor:
+    zs = _unit(batch)
+    uniform = sum(_unif(z, 2.0) for z in zs) / len(zs)
+    stacked = torch.stack(zs, 1)
+    if centroid:
+        align = (stacked - stacked.mean(1, keepdim=True)).pow(2).sum(-1).mean()
+    else:
+        align = sum((zs[0] - z).pow(2).sum(1).mean() for z in zs[1:]) / (len(zs) - 1)
+    total = uniform + align
+    if vol:
+        c = nnf.normalize(stacked.mean(1), dim=1)
+        total = total + vol * (_unif(c, 2.0) + torch.linalg.det(stacked @ stacked.transpose(1, 2)).mean())
     return total
 
 
-def make_batch(b: int, d: int, m: int, seed: int = 0) -> dict[str, torch.Tensor]:
+def plain_dagr(batch: Batch, spectral: bool = False) -> Tensor:
+    zs = _unit(batch)
+    if spectral:
+        disp = 0.0
+        for z in zs:
+            x = z - z.mean(0, keepdim=True)
+            s = torch.linalg.eigvalsh(x.T @ x if x.shape[0] >= x.shape[1] else x @ x.T).clamp_min(0)
+            p = s / s.sum()
+            disp = disp + (p * p.clamp_min(1e-12).log()).sum()
+    else:
+        disp = sum(_unif(z, 1.0) for z in zs)
+    hinge = sum(torch.relu((zs[i] - zs[j]).pow(2).sum(1) - 0.5).mean() for i, j in _pairs(len(zs)))
+    return 0.1 * disp + hinge / len(_pairs(len(zs)))
+
+
+def plain_l2dir(batch: Batch) -> Tensor:
+    raw, zs = list(batch.values()), _unit(batch)
+    total = 0.0
+    for i, j in _pairs(len(zs)):
+        u, v = raw[i], raw[j]  # u = ||h|| * h / ||h||: the raw vectors
+        tn = (u - v).norm(dim=1) / (u.norm(dim=1) + v.norm(dim=1))
+        total = total + _clip(zs[i], zs[j], 0.07) + tn.mean()
+    return total / len(_pairs(len(zs)))
+
+
+#: (label, registered name, create_loss keywords, plain transcription) — one per distinct code path.
+CASES: list[tuple[str, str, dict[str, object], Callable[[Batch], Tensor]]] = [
+    ("infonce", "infonce", {}, plain_infonce),
+    ("siglip", "siglip", {}, plain_siglip),
+    ("align_uniform", "align_uniform", {}, plain_align_uniform),
+    ("gram", "gram", {}, plain_gram),
+    ("unialign", "unialign", {}, plain_unialign),
+    ("unialign[retrieval]", "unialign", {"preset": "retrieval"}, lambda b: plain_unialign(b, vol=1.0)),
+    ("unialign[centroid]", "unialign", {"alignment": "centroid"}, lambda b: plain_unialign(b, centroid=True)),
+    ("dagr", "dagr", {}, plain_dagr),
+    ("dagr[spectral]", "dagr", {"dispersion": "spectral"}, lambda b: plain_dagr(b, spectral=True)),
+    ("l2dir", "l2dir", {}, plain_l2dir),
+]
+
+
+def make_batch(b: int, d: int, m: int, seed: int = 0) -> Batch:
     g = torch.Generator().manual_seed(seed)
     return {NAMES[k]: torch.randn(b, d, generator=g).requires_grad_() for k in range(m)}
 
 
+def _step(fn: Callable[[], Tensor], batch: Batch) -> float:
+    for z in batch.values():
+        z.grad = None
+    t0 = time.perf_counter()
+    fn().backward()
+    return time.perf_counter() - t0
+
+
 def time_case(
-    fn: Callable[[], torch.Tensor], batch: dict[str, torch.Tensor], repeats: int
-) -> dict[str, float]:
-    def step() -> None:
-        for v in batch.values():
-            v.grad = None
-        fn().backward()
-
-    step()  # warm-up (allocator, kernels)
-    rss0 = _status_kb("VmRSS")
-    _reset_hwm()
-    times = []
+    label: str,
+    name: str,
+    kwargs: dict[str, object],
+    plain: Callable[[Batch], Tensor],
+    batch: Batch,
+    repeats: int,
+) -> dict[str, object]:
+    off = create_loss(name, check_values=False, **kwargs)
+    on = create_loss(name, check_values=True, **kwargs)
+    ours = float(off(batch).total)
+    ref = float(plain(batch))
+    if not math.isclose(ours, ref, rel_tol=1e-4, abs_tol=1e-5):
+        raise AssertionError(f"{label}: plain transcription gives {ref}, mmgeom {ours}: not the same formula")
+    fns = {
+        "plain": lambda: plain(batch),
+        "off": lambda: off(batch).total,
+        "on": lambda: on(batch).total,
+    }
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(max(3, repeats // 10)):  # warm-up: allocator, kernels, lazy state
+        for fn in fns.values():
+            _step(fn, batch)
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    peak = max(_status_kb("VmHWM") - rss0, 0)
-    return {"seconds": statistics.median(times), "peak_extra_mb": peak / 1024}
-
-
-def loss_fns() -> dict[str, Callable[[dict[str, torch.Tensor]], torch.Tensor]]:
-    fns: dict[str, Callable[[dict[str, torch.Tensor]], torch.Tensor]] = {}
-    for name in list_losses():
-        kwargs: dict[str, object] = {}
-        if name == "unialign":
-            kwargs = {"preset": "retrieval"}
-        loss = create_loss(name, **kwargs)
-        fns[name] = lambda batch, loss=loss: loss(batch).total
-    centroid = create_loss("unialign", alignment="centroid")
-    fns["unialign[centroid]"] = lambda batch: centroid(batch).total
-    spectral = create_loss("dagr", dispersion="spectral")
-    fns["dagr[spectral]"] = lambda batch: spectral(batch).total
-    return fns
+        for k, fn in fns.items():  # interleaved: drift hits all three alike
+            times[k].append(_step(fn, batch))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {
+        "loss": label,
+        "plain_ms": med["plain"] * 1e3,
+        "off_ms": med["off"] * 1e3,
+        "on_ms": med["on"] * 1e3,
+        "ratio_off": med["off"] / med["plain"],
+        "ratio_on": med["on"] / med["plain"],
+        "repeats": repeats,
+        "value": ours,
+    }
 
 
 def run(
-    quick: bool, sizes_arg: list[int] | None = None, ms_arg: list[int] | None = None
-) -> dict[str, object]:
-    torch.manual_seed(0)
-    mmgeom.set_validation(False)  # value checks sync; production loops switch them off too
-    sizes = sizes_arg or ([64, 128] if quick else [256, 1024, 4096])
-    dims = 64 if quick else 512
-    ms = ms_arg or ([2, 3] if quick else [2, 3, 6])
+    threads: list[int], sizes: list[int], ms: list[int], dim: int, repeats: int
+) -> list[dict[str, object]]:
     rows = []
-    fns = loss_fns()
-    for m in ms:
-        for b in sizes:
-            batch = make_batch(b, dims, m)
-            repeats = 3 if quick or b >= 4096 else 7
-            base = time_case(lambda batch=batch: plain_infonce(batch), batch, repeats)
-            rows.append({"loss": "plain_infonce", "M": m, "B": b, "D": dims, **base, "ratio": 1.0})
-            for name, fn in fns.items():
-                res = time_case(lambda fn=fn, batch=batch: fn(batch), batch, repeats)
-                ratio = res["seconds"] / base["seconds"]
-                rows.append({"loss": name, "M": m, "B": b, "D": dims, **res, "ratio": ratio})
-                print(
-                    f"M={m} B={b:5d} {name:20s} {res['seconds'] * 1e3:9.2f} ms  x{ratio:5.2f}  "
-                    f"peak+{res['peak_extra_mb']:7.1f} MB",
-                    flush=True,
-                )
-    big: dict[str, object] = {}
-    if not quick:
-        z = torch.randn(32768, 256, requires_grad=True)
-        for name, fn in (
-            ("uniformity", lambda: F.uniformity(z, 2.0)),
-            ("dispersion", lambda: F.dispersion(z, 0.5)),
-        ):
-            res = time_case(fn, {"z": z}, 1)
-            big[name] = {"B": 32768, "D": 256, **res}
-            print(f"{name} B=32768 D=256: {res['seconds']:.2f} s, peak extra {res['peak_extra_mb']:.1f} MB")
-    return {
-        "command": " ".join(["python", "benchmarks/bench_losses.py", *sys.argv[1:]]),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "rows": rows,
-        "large_batch": big,
-    }
+    for nt in threads:
+        torch.set_num_threads(nt)
+        for m in ms:
+            for b in sizes:
+                batch = make_batch(b, dim, m)
+                reps = repeats if b <= 256 else max(5, repeats // 10)
+                for label, name, kwargs, plain in CASES:
+                    r = {"threads": nt, "M": m, "B": b, "D": dim}
+                    r.update(time_case(label, name, kwargs, plain, batch, reps))
+                    rows.append(r)
+                    print(
+                        f"threads={nt} M={m} B={b:4d} {label:20s} plain {r['plain_ms']:7.3f} ms  "
+                        f"off x{r['ratio_off']:.2f}  on x{r['ratio_on']:.2f}",
+                        flush=True,
+                    )
+    return rows
 
 
 def to_markdown(res: dict[str, object]) -> str:
     rows = res["rows"]
     assert isinstance(rows, list)
+    worst_off = max(r["ratio_off"] for r in rows)
+    worst_on = max(r["ratio_on"] for r in rows)
     out = [
-        "# Loss cost: forward + backward vs plain InfoNCE (same run)",
+        "# Loss per-call cost: mmgeom vs a plain PyTorch transcription (forward + backward)",
         "",
-        f"Command: `{res['command']}` — torch {res['torch']}, {res['threads']} threads, "
-        f"{res['cores']} cores.",
-        "Ratio = median step time / plain all-pairs InfoNCE over the same M modalities (M(M-1)/2 pairs).",
-        "Peak extra = process high-water mark minus resident size before the case (MB).",
+        describe(res["machine"]),  # type: ignore[arg-type]
+        "",
+        f"Command: `{res['command']}`. Medians of interleaved repeats (plain, checks off, checks on); "
+        "ratio = mmgeom / plain (same run, same batch). Targets (issue 19): <= 1.15x with "
+        "`check_values=False`, <= 1.5x with checks on. The machine line gives torch's default thread "
+        "count; each column ran at its own `t=`. The plain uniformity is Wang & Isola's `pdist` one-liner, "
+        "so ratios well below 1 (align_uniform, unialign, dagr) measure the Gram-matrix algorithm, "
+        "not wrapper overhead.",
+        "",
+        f"**Worst ratio: {worst_off:.2f}x with checks off, {worst_on:.2f}x with checks on.**",
         "",
     ]
-    ms = sorted({r["M"] for r in rows})
-    bs = sorted({r["B"] for r in rows})
-    losses = list(dict.fromkeys(r["loss"] for r in rows))
-    for m in ms:
-        out += [
-            f"## M = {m}",
-            "",
-            "| loss | " + " | ".join(f"B={b} ms (ratio, peak MB)" for b in bs) + " |",
-            "|---|" + "---|" * len(bs),
-        ]
-        for name in losses:
-            cells = []
-            for b in bs:
-                r = next(x for x in rows if x["loss"] == name and x["M"] == m and x["B"] == b)
-                cells.append(f"{r['seconds'] * 1e3:.1f} ({r['ratio']:.2f}x, {r['peak_extra_mb']:.0f})")
-            out.append(f"| {name} | " + " | ".join(cells) + " |")
-        out.append("")
-    big = res.get("large_batch") or {}
-    if big:
-        out += [
-            "## Large batch: B = 32768, D = 256 (exact value and gradient)",
-            "",
-            "| function | seconds | peak extra MB |",
-            "|---|---|---|",
-        ]
-        for name, r in big.items():
-            out.append(f"| {name} | {r['seconds']:.2f} | {r['peak_extra_mb']:.0f} |")
-        out.append("")
+    keys = sorted({(r["threads"], r["M"], r["B"]) for r in rows})
+    out += [
+        "| loss | " + " | ".join(f"t={t} M={m} B={b}" for t, m, b in keys) + " |",
+        "|---|" + "---|" * len(keys),
+    ]
+    for label in dict.fromkeys(r["loss"] for r in rows):
+        cells = []
+        for t, m, b in keys:
+            r = next(x for x in rows if x["loss"] == label and (x["threads"], x["M"], x["B"]) == (t, m, b))
+            cells.append(f"{r['plain_ms']:.2f} ms: {r['ratio_off']:.2f}x / {r['ratio_on']:.2f}x")
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    out += ["", "Cells: plain transcription time; ratio with checks off / on.", ""]
     return "\n".join(out)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, print only")
-    parser.add_argument("--sizes", type=int, nargs="+", help="batch sizes (default 256 1024 4096)")
-    parser.add_argument("--modalities", type=int, nargs="+", help="values of M (default 2 3 6)")
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    parser.add_argument("--quick", action="store_true", help="few repeats, print only")
+    parser.add_argument("--threads", type=int, nargs="+", help="torch thread counts (default 1 2)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256], help="batch sizes")
+    parser.add_argument("--modalities", type=int, nargs="+", default=[2, 3], help="values of M")
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--repeats", type=int, help="timed repeats per case (default 200, quick 20)")
     args = parser.parse_args()
-    if args.threads:
-        # On a shared machine, oversubscribed OpenMP threads distort timings far more than one thread does.
-        torch.set_num_threads(args.threads)
-    res = run(args.quick, args.sizes, args.modalities)
-    if not args.quick:
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "losses.json").write_text(json.dumps(res, indent=2))
-        (RESULTS / "losses.md").write_text(to_markdown(res))
-        print(f"wrote {RESULTS / 'losses.md'}")
-    else:
+    threads = args.threads or [1, 2]
+    repeats = args.repeats or (20 if args.quick else 200)
+    machine = machine_info()
+    rows = run(threads, args.sizes, args.modalities, args.dim, repeats)
+    res = {
+        "command": " ".join(["python", "benchmarks/bench_losses.py", *sys.argv[1:]]),
+        "machine": machine,
+        "rows": rows,
+    }
+    if args.quick:
         print(to_markdown(res))
+        return 0
+    md, js = result_paths("losses")
+    js.write_text(json.dumps(res, indent=2))
+    md.write_text(to_markdown(res))
+    write_index("losses", "Loss cost")
+    print(f"wrote {md}")
     return 0
 
 

@@ -41,7 +41,9 @@ def validation(enabled: bool) -> Iterator[None]:
         _STATE["deep"] = previous
 
 
-def check_embeddings(x: object, name: str, *, min_rows: int = 1, normalised: bool = False) -> Tensor:
+def check_embeddings(
+    x: object, name: str, *, min_rows: int = 1, normalised: bool = False, values: bool = True
+) -> Tensor:
     """Check one ``(B, D)`` embedding matrix and return it.
 
     Args:
@@ -49,6 +51,8 @@ def check_embeddings(x: object, name: str, *, min_rows: int = 1, normalised: boo
         name: modality or argument name used in error messages.
         min_rows: smallest allowed batch size (2 where negatives or pairs are needed).
         normalised: whether the caller will L2-normalise the rows; then all-zero rows are rejected.
+        values: run the value checks (when the switch is on); ``False`` leaves them to the caller, as
+            :func:`check_batch` does to check every modality with one synchronisation.
     """
     if not isinstance(x, Tensor):
         raise ValueError(f"{name}: expected a torch.Tensor of shape (B, D), got {type(x).__name__}")
@@ -62,7 +66,7 @@ def check_embeddings(x: object, name: str, *, min_rows: int = 1, normalised: boo
         raise ValueError(f"{name}: expected D >= 1, got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         raise ValueError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
-    if _STATE["deep"]:
+    if values and _STATE["deep"]:
         if not bool(torch.isfinite(x).all()):
             bad = int((~torch.isfinite(x)).any(dim=1).sum())
             raise ValueError(f"{name}: {bad} row(s) contain NaN or Inf (shape {tuple(x.shape)})")
@@ -113,7 +117,7 @@ def check_batch(
     first_name: str | None = None
     first: Tensor | None = None
     for name, z in mods.items():
-        check_embeddings(z, name, min_rows=min_rows, normalised=normalised)
+        check_embeddings(z, name, min_rows=min_rows, normalised=normalised, values=False)
         if first is None:
             first_name, first = name, z
             continue
@@ -136,7 +140,29 @@ def check_batch(
                 f"{name}: expected dimension D = {first.shape[1]} as {first_name} "
                 f"{tuple(first.shape)}, got shape {tuple(z.shape)}"
             )
+    if _STATE["deep"]:
+        check_values(mods, normalised=normalised)
     return mods
+
+
+def check_values(mods: Mapping[str, Tensor], *, normalised: bool = True) -> None:
+    """Value checks of already shape-checked ``(B, D)`` matrices with one device synchronisation in all.
+
+    A row's largest absolute entry is NaN or Inf exactly when the row holds a non-finite entry (``amax``
+    propagates NaN) and 0 exactly when the row is all zeros, so one reduction per modality answers both
+    questions, and one ``tolist()`` of the stacked flags reads all modalities at once (instead of two
+    synchronisations per tensor). Only when a flag is set are the modalities re-checked one by one, for
+    the detailed message of :func:`check_embeddings`.
+    """
+    flags = []
+    for z in mods.values():
+        peak = z.detach().abs().amax(dim=1)
+        flags.append(~torch.isfinite(peak).all())
+        if normalised:
+            flags.append((peak == 0).any())
+    if any(torch.stack(flags).tolist()):
+        for name, z in mods.items():
+            check_embeddings(z, name, normalised=normalised)
 
 
 def check_labels(labels: Tensor | None, rows: int) -> Tensor | None:

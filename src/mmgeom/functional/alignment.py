@@ -32,7 +32,12 @@ def alignment(za: Tensor, zb: Tensor, alpha: float = 2.0) -> Tensor:
     """
     check_pair(za, zb)
     check_positive(alpha, "alpha")
-    d2 = paired_sq_dists(za, zb)
+    return alignment_unit(normalize(za), normalize(zb), alpha)
+
+
+def alignment_unit(a: Tensor, b: Tensor, alpha: float = 2.0) -> Tensor:
+    """:func:`alignment` of rows that are already unit vectors, without any check."""
+    d2 = (a - b).pow(2).sum(dim=1)
     if alpha == 2.0:
         return d2.mean()
     # The distance itself has an infinite derivative at 0; going through d2 keeps the gradient finite.
@@ -59,4 +64,9 @@ def band_hinge(za: Tensor, zb: Tensor, delta: float | Tensor) -> Tensor:
     check_pair(za, zb)
     if not isinstance(delta, Tensor):
         check_positive(delta, "delta", allow_zero=True)
-    return torch.relu(paired_sq_dists(za, zb) - delta).mean()
+    return band_hinge_unit(normalize(za), normalize(zb), delta)
+
+
+def band_hinge_unit(a: Tensor, b: Tensor, delta: float | Tensor) -> Tensor:
+    """:func:`band_hinge` of rows that are already unit vectors, without any check."""
+    return torch.relu((a - b).pow(2).sum(dim=1) - delta).mean()

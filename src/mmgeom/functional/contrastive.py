@@ -72,9 +72,13 @@ def info_nce(
     check_pair(za, zb, min_rows=2)
     _check_temperature(temperature)
     check_labels(labels, za.shape[0])
-    a, b = normalize(za), normalize(zb)
-    logits = (a @ b.T) / temperature
-    return info_nce_from_logits(logits, labels)
+    return info_nce_unit(normalize(za), normalize(zb), temperature, labels)
+
+
+def info_nce_unit(a: Tensor, b: Tensor, temperature: float | Tensor, labels: Tensor | None = None) -> Tensor:
+    """:func:`info_nce` of rows that are already unit vectors, without any check (the loss modules
+    validate a batch and normalise each modality once, then call this per pair)."""
+    return info_nce_from_logits((a @ b.T) / temperature, labels)
 
 
 def siglip_loss(
@@ -102,7 +106,11 @@ def siglip_loss(
         torch.Size([])
     """
     check_pair(za, zb, min_rows=1)
-    a, b = normalize(za), normalize(zb)
+    return siglip_unit(normalize(za), normalize(zb), logit_scale, logit_bias)
+
+
+def siglip_unit(a: Tensor, b: Tensor, logit_scale: float | Tensor, logit_bias: float | Tensor) -> Tensor:
+    """:func:`siglip_loss` of rows that are already unit vectors, without any check."""
     scale = torch.as_tensor(logit_scale, dtype=a.dtype, device=a.device).exp()
     bias = torch.as_tensor(logit_bias, dtype=a.dtype, device=a.device)
     logits = scale * (a @ b.T) + bias

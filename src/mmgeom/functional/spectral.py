@@ -22,7 +22,11 @@ def spectral_entropy(z: Tensor, *, power: float = 2.0, center: bool = True, eps:
         1.3863
     """
     check_embeddings(z, "z", min_rows=2, normalised=True)
-    x = normalize(z)
+    return spectral_entropy_unit(normalize(z), power=power, center=center, eps=eps)
+
+
+def spectral_entropy_unit(x: Tensor, *, power: float = 2.0, center: bool = True, eps: float = EPS) -> Tensor:
+    """:func:`spectral_entropy` of rows that are already unit vectors, without any check."""
     if center:
         x = x - x.mean(dim=0, keepdim=True)
     if power == 2.0:

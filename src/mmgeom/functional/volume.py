@@ -26,7 +26,11 @@ def gram_det(*zs: Tensor) -> Tensor:
     vectors, 0 when the tuple is linearly dependent (e.g. all modalities agree).
     """
     _check_tuple(zs, "gram_det")
-    stacked = torch.stack([normalize(z) for z in zs], dim=1)  # (B, k, D)
+    return gram_det_unit(torch.stack([normalize(z) for z in zs], dim=1))
+
+
+def gram_det_unit(stacked: Tensor) -> Tensor:
+    """:func:`gram_det` of a ``(B, k, D)`` stack of unit rows (row i's tuple in ``stacked[i]``), unchecked."""
     return torch.linalg.det(stacked @ stacked.transpose(1, 2))
 
 
@@ -52,6 +56,11 @@ def _adjugate(c: Tensor) -> Tensor:
     n = c.shape[-1]
     if n == 1:
         return torch.ones_like(c)
+    if n == 2:
+        # Closed form [[d, -b], [-c, a]]: one stack instead of four 1x1 determinants (small-op launches
+        # dominate at small batches).
+        a, b, cc, d = c[..., 0, 0], c[..., 0, 1], c[..., 1, 0], c[..., 1, 1]
+        return torch.stack([torch.stack([d, -b], -1), torch.stack([-cc, a], -1)], -2)
     adj = torch.empty_like(c)
     idx = list(range(n))
     for i in range(n):
@@ -73,8 +82,11 @@ def gram_volume_matrix(anchor: Tensor, *others: Tensor, eps: float = VOLUME_EPS)
     quadratic form per entry instead of B^2 determinants (and stays exact when ``C_j`` is singular).
     """
     _check_tuple((anchor, *others), "gram_volume_matrix")
-    a = normalize(anchor)
-    normed = [normalize(z) for z in others]
+    return gram_volume_matrix_unit(normalize(anchor), *[normalize(z) for z in others], eps=eps)
+
+
+def gram_volume_matrix_unit(a: Tensor, *normed: Tensor, eps: float = VOLUME_EPS) -> Tensor:
+    """:func:`gram_volume_matrix` of rows that are already unit vectors, without any check."""
     # One contiguous (B, B) cosine matrix per other modality keeps the B x B work to matmuls and
     # elementwise products (a (B, B, k-1) einsum layout is several times slower on CPU).
     crosses = [a @ z.T for z in normed]
@@ -90,4 +102,8 @@ def gram_volume_matrix(anchor: Tensor, *others: Tensor, eps: float = VOLUME_EPS)
             term = coef.unsqueeze(0) * crosses[m] * crosses[n]
             quad = term if quad is None else quad + term
     assert quad is not None
-    return (torch.linalg.det(inner).unsqueeze(0) - quad).clamp_min(eps).sqrt()
+    if inner.shape[-1] == 2:  # 2x2 determinant in closed form (as the adjugate above)
+        det = inner[:, 0, 0] * inner[:, 1, 1] - inner[:, 0, 1] * inner[:, 1, 0]
+    else:
+        det = torch.linalg.det(inner)
+    return (det.unsqueeze(0) - quad).clamp_min(eps).sqrt()

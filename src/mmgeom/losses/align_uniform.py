@@ -57,10 +57,11 @@ class AlignUniformLoss(MultimodalLoss):
 
     def compute(self, mods: dict[str, Tensor], labels: Tensor | None = None, **kwargs: Any) -> LossOutput:
         triples = resolve_pairs(self.pairs, list(mods), self.anchor)
+        unit = {m: F.normalize(z) for m, z in mods.items()}  # once per modality; the batch is validated
         align, terms = weighted_pair_mean(
-            triples, lambda m, n: F.alignment(mods[m], mods[n], self.alpha), prefix="align"
+            triples, lambda m, n: F.alignment_unit(unit[m], unit[n], self.alpha), prefix="align"
         )
-        uniform = {f"uniform/{m}": F.uniformity(z, self.t) for m, z in mods.items()}
+        uniform = {f"uniform/{m}": F.gaussian_potential_unit(z, self.t) for m, z in unit.items()}
         uniform_mean = sum(uniform.values()) / len(uniform)
         terms.update(uniform)
         terms["align"] = align

@@ -9,6 +9,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from .. import _validation
 from .._validation import check_batch, check_labels, check_mask
 
 
@@ -31,11 +32,27 @@ class LossOutput:
         return out
 
 
+#: ``MultimodalLoss._keywords`` per class.
+_KEYWORDS: dict[type, set[str]] = {}
+
+
 class MultimodalLoss(nn.Module):
     """Base class: validates the batch, then calls :meth:`compute` on the modality tensors.
 
     Subclasses set ``min_modalities`` / ``min_rows`` and implement ``compute(mods, labels=..., **kw)``.
     ``labels`` may be passed as a keyword or as a ``"labels"`` entry of the batch dict.
+
+    Attributes:
+        check_values: run the checks that read tensor *values* (NaN/Inf, all-zero rows, mask contents,
+            magnitudes > 0, ...). ``True`` (default) keeps them, subject to the global switch
+            :func:`mmgeom.set_validation`. ``False`` turns them off for this loss only: shapes, dtypes,
+            devices, modality names and arguments (host-side metadata) are still checked, but nothing in
+            forward or backward reads a tensor's value on the host, so a call never synchronises with
+            the device (``tests/test_loss_sync.py`` counts). Set it with
+            ``create_loss(name, check_values=False)`` or ``loss.check_values = False``. A training loop
+            that turns it off covers the same faults once per step instead: ``mmgeom train`` checks
+            the embeddings, the loss terms and the gradient norm for NaN/Inf before the optimizer
+            moves (``faults.on_non_finite``: stop or skip).
     """
 
     min_modalities: int = 2
@@ -43,8 +60,21 @@ class MultimodalLoss(nn.Module):
     normalised: bool = True
     #: Whether ``compute`` understands a missing-modality ``mask`` (passed on as ``mask=``).
     supports_mask: bool = False
+    #: See the class docstring; an instance attribute once assigned.
+    check_values: bool = True
 
     def forward(self, batch: Mapping[str, Tensor], **kwargs: Any) -> LossOutput:
+        state = _validation._STATE
+        if self.check_values or not state["deep"]:
+            return self._checked_forward(batch, kwargs)
+        # Value checks off for this call only (the switch the functional layer reads), restored after.
+        state["deep"] = False
+        try:
+            return self._checked_forward(batch, kwargs)
+        finally:
+            state["deep"] = True
+
+    def _checked_forward(self, batch: Mapping[str, Tensor], kwargs: dict[str, Any]) -> LossOutput:
         if not isinstance(batch, Mapping):
             # Checked first: ``batch.get`` below would fail with an AttributeError on a list.
             raise ValueError(
@@ -67,23 +97,29 @@ class MultimodalLoss(nn.Module):
             labels = batch.get("labels")
         first = next(iter(mods.values()))
         labels = check_labels(labels, first.shape[0])
-        unknown = sorted(set(kwargs) - self._keywords())
-        if unknown:
-            raise ValueError(f"{type(self).__name__}: unexpected arguments {unknown}")
+        if kwargs:
+            unknown = sorted(set(kwargs) - self._keywords())
+            if unknown:
+                raise ValueError(f"{type(self).__name__}: unexpected arguments {unknown}")
         if self.supports_mask:
             kwargs["mask"] = check_mask(mask, mods) if mask is not None else None
         return self.compute(mods, labels=labels, **kwargs)
 
     def _keywords(self) -> set[str]:
-        """Optional keywords this loss's ``compute`` accepts (``labels``/``mask`` are handled here)."""
-        params = inspect.signature(self.compute).parameters
-        return {
-            n for n, p in params.items() if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD
-        } - {
-            "mods",
-            "labels",
-            "mask",
-        }
+        """Optional keywords this loss's ``compute`` accepts (``labels``/``mask`` are handled here).
+
+        Read once per class: ``inspect.signature`` costs tens of microseconds, a visible share of a
+        small-batch loss call.
+        """
+        cls = type(self)
+        cached = _KEYWORDS.get(cls)
+        if cached is None:
+            params = inspect.signature(self.compute).parameters
+            cached = {
+                n for n, p in params.items() if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD
+            } - {"mods", "labels", "mask"}
+            _KEYWORDS[cls] = cached
+        return cached
 
     def compute(self, mods: dict[str, Tensor], labels: Tensor | None = None, **kwargs: Any) -> LossOutput:
         raise NotImplementedError

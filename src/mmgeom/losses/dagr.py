@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from itertools import combinations
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .. import functional as F
 from .._validation import check_choice, check_positive
@@ -50,6 +51,11 @@ def parse_delta(delta: float | str, auto_quantile: float = 0.5) -> tuple[float |
             f"got auto_quantile={auto_quantile!r} too"
         )
     return None, q
+
+
+def _forget_calibration(module: nn.Module, incompatible_keys: Any) -> None:
+    """``load_state_dict`` post-hook: ``delta`` may have changed, so re-read whether it is calibrated."""
+    setattr(module, "_calibrating", None)  # noqa: B010 (nn.Module attribute typing)
 
 
 @register_loss("dagr")
@@ -132,16 +138,30 @@ class DAGRRegularizer(MultimodalLoss):
         self.register_buffer("delta", torch.tensor(initial, dtype=torch.float64))
         self.register_buffer("calls", torch.zeros((), dtype=torch.long))
         self._recorded: list[Tensor] = []
+        # Host-side copy of "delta is still NaN" (None: not read yet), so that a calibrated loss does not
+        # read the buffer on every call (a device sync); re-read after load_state_dict changes delta.
+        self._calibrating: bool | None = None
+        self.register_load_state_dict_post_hook(_forget_calibration)
 
     @property
     def calibrating(self) -> bool:
         """True while ``delta="auto"`` is still collecting drift (anchoring is off meanwhile)."""
-        return self.auto and bool(torch.isnan(self.delta))
+        if not self.auto:
+            return False
+        if self._calibrating is None:
+            self._calibrating = bool(torch.isnan(self.delta))
+        return self._calibrating
 
     def _dispersion(self, z: Tensor) -> Tensor:
         if self.dispersion == "gaussian":
             return F.dispersion(z, self.tau)
         return -F.spectral_entropy(z, power=2.0)
+
+    def _dispersion_unit(self, z: Tensor) -> Tensor:
+        """:meth:`_dispersion` of rows already normalised (the unmasked path)."""
+        if self.dispersion == "gaussian":
+            return F.gaussian_potential_unit(z, 1.0 / self.tau)
+        return -F.spectral_entropy_unit(z, power=2.0)
 
     def compute(
         self,
@@ -153,11 +173,18 @@ class DAGRRegularizer(MultimodalLoss):
         zero = next(iter(mods.values())).new_zeros(()).float()
         terms: dict[str, Tensor] = {}
         total = zero
+        # Without a mask every modality is normalised once and the unchecked kernels are used (the batch
+        # is validated); a mask selects rows first (data-dependent shapes) and goes the checked way.
+        unit = None if mask is not None else {m: F.normalize(z) for m, z in mods.items()}
 
         if self.mode != "anchor_only" and self.lambda_d > 0:
             disp_sum = zero
             for m, z in mods.items():
-                rows = z if mask is None else z[mask[m]]
+                if unit is not None:
+                    terms[f"dispersion/{m}"] = d = self._dispersion_unit(unit[m])
+                    disp_sum = disp_sum + d
+                    continue
+                rows = z[mask[m]] if mask is not None else z
                 d = self._dispersion(rows) if rows.shape[0] >= 2 else zero
                 terms[f"dispersion/{m}"] = d
                 disp_sum = disp_sum + d
@@ -171,6 +198,11 @@ class DAGRRegularizer(MultimodalLoss):
             anchor = zero
             pairs = list(combinations(mods, 2))
             for m, n in pairs:
+                if unit is not None:
+                    value = zero if calibrating else F.band_hinge_unit(unit[m], unit[n], self.delta)
+                    terms[f"anchor/{m}-{n}"] = value
+                    anchor = anchor + value
+                    continue
                 za, zb = mods[m], mods[n]
                 if mask is not None:
                     both = mask[m] & mask[n]
@@ -194,8 +226,10 @@ class DAGRRegularizer(MultimodalLoss):
         self.calls += 1
         if int(self.calls) >= self.calibration_steps:
             drift = torch.cat(self._recorded)
-            self.delta.fill_(float(torch.quantile(drift, self.auto_quantile)) if drift.numel() else 0.0)
+            band = float(torch.quantile(drift, self.auto_quantile)) if drift.numel() else 0.0
+            self.delta.fill_(band)
             self._recorded.clear()
+            self._calibrating = math.isnan(band)  # known on the host: the next calls read no buffer
             if float(self.delta) > INACTIVE_BAND:
                 warnings.warn(
                     f"delta: calibrated band {float(self.delta):.3g} > {INACTIVE_BAND} (quantile "

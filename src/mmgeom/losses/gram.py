@@ -57,8 +57,8 @@ class GRAMLoss(MultimodalLoss):
         if labels is not None:
             raise ValueError("gram: labels are not supported (targets are the paired diagonal)")
         anchor = check_anchor(self.anchor, list(mods))
-        others = [z for m, z in mods.items() if m != anchor]
-        volume = F.gram_volume_matrix(mods[anchor], *others)
+        others = [F.normalize(z) for m, z in mods.items() if m != anchor]
+        volume = F.gram_volume_matrix_unit(F.normalize(mods[anchor]), *others)
         tau = self.temperature()
         logits = -volume / tau
         target = torch.arange(logits.shape[0], device=logits.device)
@@ -66,6 +66,13 @@ class GRAMLoss(MultimodalLoss):
         ce_t = nnf.cross_entropy(logits.T, target, label_smoothing=self.label_smoothing)
         total = 0.5 * (ce + ce_t)
         n = volume.shape[0]
-        off = ~torch.eye(n, dtype=torch.bool, device=volume.device)
-        terms = {"volume_pos": volume.diagonal().mean(), "volume_neg": volume[off].mean(), "temperature": tau}
+        # Sum minus trace rather than ``volume[~eye]``: boolean indexing has a data-dependent shape
+        # (a device synchronisation); these are detached logging terms.
+        with torch.no_grad():
+            trace = volume.diagonal().sum()
+            terms = {
+                "volume_pos": trace / n,
+                "volume_neg": (volume.sum() - trace) / (n * (n - 1)),
+                "temperature": tau,
+            }
         return LossOutput(total, detach_terms(terms))

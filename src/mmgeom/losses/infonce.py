@@ -58,6 +58,10 @@ class InfoNCELoss(MultimodalLoss):
             check_anchor(self.anchor, names)
         tau = self.temperature()
         triples = resolve_pairs(self.pairs, names, self.anchor)
-        total, terms = weighted_pair_mean(triples, lambda m, n: F.info_nce(mods[m], mods[n], tau, labels))
+        # Each modality normalised once (not once per pair); the batch is already validated.
+        unit = {m: F.normalize(mods[m]) for m in {name for t in triples for name in t[:2]}}
+        total, terms = weighted_pair_mean(
+            triples, lambda m, n: F.info_nce_unit(unit[m], unit[n], tau, labels)
+        )
         terms["temperature"] = tau
         return LossOutput(total, detach_terms(terms))

@@ -10,7 +10,7 @@ import torch.nn.functional as nnf
 from torch import Tensor
 
 from .. import functional as F
-from .._validation import check_choice, check_positive, validation_enabled
+from .._validation import check_choice, check_positive, validation, validation_enabled
 from ..functional.l2dir import RELEASE_TEMPERATURE
 from .base import LossOutput, MultimodalLoss, detach_terms
 from .pairs import PairSpec, resolve_pairs, validate_pair_spec
@@ -186,18 +186,40 @@ class L2DirLoss(MultimodalLoss):
         elif self.reconstruction_weight > 0:
             raise ValueError("reconstruction_weight: > 0 needs magnitude_targets (e.g. frozen feature norms)")
         radius = self._radius(mods, magnitudes)
-        if self.variant == "release":
-            return self._release(mods, radius)
+        # Everything below derives from the validated batch and magnitudes, so the functional layer's
+        # own value checks would only repeat them (a sync each); shapes are still checked there.
+        with validation(False):
+            if self.variant == "release":
+                return self._release(mods, radius)
+            return self._paper(mods, radius, labels, targets, set(magnitudes or {}))
+
+    def _paper(
+        self,
+        mods: Mapping[str, Tensor],
+        radius: Mapping[str, Tensor],
+        labels: Tensor | None,
+        targets: Mapping[str, Tensor],
+        given: set[str],
+    ) -> LossOutput:
+        """The paper variant; see the class docstring (``given``: modalities with given magnitudes)."""
 
         direction = {m: F.normalize(z) for m, z in mods.items()}
-        full = {m: direction[m] * radius[m].to(direction[m].dtype).unsqueeze(1) for m in mods}
+        full = {
+            # r = ||h|| (no magnitude given) makes u = ||h|| h / ||h|| = h: the input itself, exactly in
+            # value and gradient up to rounding, without two B x D products and their backward.
+            m: mods[m].to(direction[m].dtype)
+            if m not in given
+            else direction[m] * radius[m].to(direction[m].dtype).unsqueeze(1)
+            for m in mods
+        }
         tau = self.temperature()
         terms: dict[str, Tensor] = {}
         total: Tensor | None = None
         triples = resolve_pairs(self.pairs, list(mods), self.anchor)
         for m, n, w in triples:
             if self.objective == "infonce":
-                contrast = F.info_nce(mods[m], mods[n], tau, labels)
+                # The directions are computed once above; the batch is already validated.
+                contrast = F.info_nce_unit(direction[m], direction[n], tau, labels)
             else:
                 contrast = F.info_tn(full[m], full[n], tau, labels)
             norm = self._norm_distance(full[m], full[n])
@@ -242,5 +264,5 @@ class L2DirLoss(MultimodalLoss):
         assert total is not None
         for m, r in radius.items():
             terms[f"magnitude/{m}"] = r.detach().mean()
-        terms["temperature"] = torch.tensor(tau_r)
+        terms["temperature"] = radius[next(iter(radius))].new_full((), tau_r)  # on the batch's device
         return LossOutput(total / sum(w for _, _, w in triples), detach_terms(terms))

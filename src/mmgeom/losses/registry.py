@@ -35,6 +35,21 @@ def get_loss_class(name: str) -> type[nn.Module]:
     return LOSSES.get(name)
 
 
-def create_loss(name: str, **kwargs: Any) -> nn.Module:
-    """Instantiate a registered loss: ``create_loss("infonce", temperature=0.05)``."""
-    return get_loss_class(name)(**kwargs)
+def create_loss(name: str, *, check_values: bool | None = None, **kwargs: Any) -> nn.Module:
+    """Instantiate a registered loss: ``create_loss("infonce", temperature=0.05)``.
+
+    Args:
+        name: a registered name (:func:`list_losses`).
+        check_values: set the loss's ``check_values`` attribute (see
+            :class:`~mmgeom.losses.MultimodalLoss`); ``None`` keeps the default (``True``).
+        **kwargs: the loss class's own hyper-parameters.
+    """
+    cls = get_loss_class(name)
+    if check_values is not None and not isinstance(check_values, bool):
+        raise ValueError(f"check_values: expected True or False, got {check_values!r}")
+    loss = cls(**kwargs)
+    if check_values is not None:
+        if not hasattr(loss, "check_values"):
+            raise ValueError(f"check_values: loss {name!r} ({cls.__name__}) has no value checks to switch")
+        setattr(loss, "check_values", check_values)  # noqa: B010 (nn.Module typing)
+    return loss

@@ -63,8 +63,9 @@ class SigLIPLoss(MultimodalLoss):
         if labels is not None:
             raise ValueError("siglip: labels are not supported (targets are the paired diagonal)")
         triples = resolve_pairs(self.pairs, list(mods), self.anchor)
+        unit = {m: F.normalize(mods[m]) for m in {name for t in triples for name in t[:2]}}
         total, terms = weighted_pair_mean(
-            triples, lambda m, n: F.siglip_loss(mods[m], mods[n], self.logit_scale, self.logit_bias)
+            triples, lambda m, n: F.siglip_unit(unit[m], unit[n], self.logit_scale, self.logit_bias)
         )
         terms["logit_scale"] = self.logit_scale.exp()
         terms["logit_bias"] = self.logit_bias

@@ -165,6 +165,8 @@ class UniAlignLoss(MultimodalLoss):
     ) -> LossOutput:
         names = list(mods)
         anchor = check_anchor(self.anchor, names)
+        if mask is None:
+            return self._compute_full(mods, anchor)
         zero = next(iter(mods.values())).new_zeros(()).float()
         terms: dict[str, Tensor] = {}
 
@@ -197,6 +199,48 @@ class UniAlignLoss(MultimodalLoss):
             terms["volume"] = vol
             if self.lambda_centroid == self.lambda_det:
                 # One weight on the sum: bit-identical to the lambda_vol-only loss.
+                total = total + self.lambda_centroid * (u_c + vol)
+            else:
+                total = total + self.lambda_centroid * u_c + self.lambda_det * vol
+        return LossOutput(total, detach_terms(terms))
+
+    def _compute_full(self, mods: dict[str, Tensor], anchor: str) -> LossOutput:
+        """The loss of a batch without missing modalities: each modality normalised once, and the
+        centroid, centroid alignment and Gram determinants all read one ``(B, M, D)`` stack."""
+        unit = {m: F.normalize(z) for m, z in mods.items()}
+        terms: dict[str, Tensor] = {}
+        uniform: Tensor | None = None
+        for m, z in unit.items():
+            u = F.gaussian_potential_unit(z, self.t)
+            terms[f"uniform/{m}"] = u
+            uniform = u if uniform is None else uniform + u
+        assert uniform is not None
+        stacked = torch.stack(list(unit.values()), dim=1) if self.alignment == "centroid" else None
+        if self.alignment == "anchor":
+            align: Tensor | None = None
+            for n, z in unit.items():
+                if n != anchor:
+                    value = F.alignment_unit(unit[anchor], z, 2.0)
+                    terms[f"align/{anchor}-{n}"] = value
+                    align = value if align is None else align + value
+            assert align is not None
+            align = align / (len(unit) - 1)  # every pair has all B rows: the mean over pairs
+        else:
+            assert stacked is not None
+            align = F.centroid_alignment_unit(stacked)
+        terms["align"] = align
+        if self.uniformity_reduction == "mean":
+            uniform = uniform / len(unit)
+        terms["uniform"] = uniform
+        total = self.lambda_uni * uniform + self.alignment_weight(len(unit)) * align
+        if self.lambda_centroid > 0 or self.lambda_det > 0:
+            if stacked is None:
+                stacked = torch.stack(list(unit.values()), dim=1)
+            u_c = F.gaussian_potential_unit(F.normalize(stacked.mean(dim=1)), self.t_c)
+            vol = F.gram_det_unit(stacked).mean()
+            terms["uniform/centroid"] = u_c
+            terms["volume"] = vol
+            if self.lambda_centroid == self.lambda_det:
                 total = total + self.lambda_centroid * (u_c + vol)
             else:
                 total = total + self.lambda_centroid * u_c + self.lambda_det * vol
