@@ -42,7 +42,10 @@ def dense_metrics(
     s = nnf.normalize(q.double(), dim=1) @ nnf.normalize(g.double(), dim=1).T
     if magnitudes is not None:
         s = s * magnitudes.double()[None, :]
-    order = torch.sort(-s, dim=1, stable=True).indices  # ties: lower gallery index first
+    # mmgeom's documented key: the float64 score rounded to the output dtype (float32 here), ties by lower
+    # gallery index; near-duplicate rows (mor has few distinct feature values) do tie after rounding
+    s = s.float()
+    order = torch.sort(-s, dim=1, stable=True).indices
     hits = relevant.gather(1, order).double()
     p = hits.sum(dim=1)
     out = {}
