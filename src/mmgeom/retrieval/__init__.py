@@ -7,10 +7,13 @@
   :func:`topk_metrics` — the cut-off metrics from :func:`topk`'s lists (either backend);
 * relevance helpers — :func:`relevance_from_labels`, :func:`as_relevance`;
 * :func:`approximate_topk` — FAISS IVF/HNSW search that reports its recall@k against exact search;
+* :func:`tune` — measure (and cache) this CPU's block shapes and which exact engine ``backend="auto"``
+  uses;
 * :func:`native_status` — whether :func:`topk` merges score blocks with its compiled C kernel, or why not.
 """
 
 from ._native import native_status
+from ._tune import tune
 from .approximate import ApproximateResult, approximate_topk
 from .faiss_backend import import_faiss
 from .metrics import metrics_from_ranks, retrieval_metrics, topk_metrics
@@ -41,4 +44,5 @@ __all__ = [
     "retrieval_metrics",
     "topk",
     "topk_metrics",
+    "tune",
 ]

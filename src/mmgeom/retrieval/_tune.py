@@ -197,3 +197,24 @@ def plan_for(flops: float, dtype: torch.dtype, force: bool = False) -> Plan:
     except OSError as err:
         _log.warning("could not cache the top-k tuning in %s: %s", path, err)
     return plan
+
+
+def tune(dtype: torch.dtype = torch.float32) -> dict[str, object]:
+    """Measure this CPU's top-k plan now (at the current torch thread count), cache it and return it.
+
+    :func:`mmgeom.retrieval.topk` does this by itself on the first large search; call it to re-measure
+    on a quiet machine (a measurement taken while other jobs ran may have picked a poorer shape) or to
+    see the plan. Results never depend on it.
+
+    Returns:
+        ``{"threads", "query_chunk", "gallery_chunk", "prepare_chunk", "faiss_speedup", "source",
+        "backend_auto"}``: ``faiss_speedup`` is the fused engine's time over FAISS's on the same data
+        (None without FAISS), ``backend_auto`` what ``backend="auto"`` will use.
+
+    Example:
+        >>> from mmgeom.retrieval import tune
+        >>> tune()["backend_auto"]  # doctest: +SKIP
+        'torch'
+    """
+    plan = plan_for(0.0, dtype, force=True)
+    return {**asdict(plan), "backend_auto": "faiss" if plan.prefers_faiss() else "torch"}
