@@ -33,7 +33,6 @@ import ctypes
 import gc
 import json
 import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -46,7 +45,10 @@ from unittest import mock
 import numpy as np
 import torch
 
-from mmgeom.retrieval import _native, retrieval_metrics, topk
+from mmgeom.retrieval import _native, retrieval_metrics, topk, tune
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import describe, machine_info, result_paths, write_index
 
 ROOT = Path(__file__).resolve().parent.parent
 #: sgemm run right before and after each measured call (``--quick`` shrinks it).
@@ -126,6 +128,21 @@ def sgemm_rate(m: int = 4096, n: int = 16384, d: int = 512, repeats: int = 5) ->
     for _ in range(repeats):
         t0 = time.perf_counter()
         torch.mm(a, b.T, out=out)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * m * n * d / best / 1e9
+
+
+def numpy_sgemm_rate(m: int = 4096, n: int = 16384, d: int = 512, repeats: int = 5) -> float:
+    """Best float32 GFLOP/s of the same matmul with numpy's BLAS (OpenBLAS in the wheels): the roofline is
+    the faster of the two libraries, whichever mmgeom's engine uses."""
+    rng = np.random.default_rng(0)
+    a, b = rng.random((m, d), dtype=np.float32), rng.random((n, d), dtype=np.float32)
+    out = np.empty((m, n), dtype=np.float32)
+    np.matmul(a, b.T, out=out)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.matmul(a, b.T, out=out)
         best = min(best, time.perf_counter() - t0)
     return 2 * m * n * d / best / 1e9
 
@@ -232,15 +249,20 @@ def bench_gallery(
     tm = measure(lambda: topk(q, g, k, metric="dot"), reps)
     reference = tm.result[1]
     native = _native.available(q.dtype, q.device)
-    row("mmgeom topk (torch)", tm, note="native merge kernel" if native else "torch merge (no kernel)")
-    if native and n_g <= args.torch_merge_max_gallery:
-        # the same search with the pure-torch merge, for the kernel's share of the time
-        with torch_merge():
-            topk(qs, gs, k, metric="dot")
-            tm = measure(lambda: topk(q, g, k, metric="dot"), reps)
+    row("mmgeom topk (auto, the default)", tm, note="fused engine" if native else "torch merge (no kernel)")
+    tm = measure(lambda: topk(q, g, k, metric="dot", backend="torch"), reps)
+    same = bool(torch.equal(tm.result[1], reference))
+    row(
+        "mmgeom topk (torch)", tm, note="fused engine; " + ("identical results" if same else "RESULTS DIFFER")
+    )
+    if n_g <= args.torch_merge_max_gallery:
+        # the previous engine: multi-threaded GEMM blocks, each merged after it (explicit chunk_size)
+        tm = measure(lambda: topk(q, g, k, metric="dot", backend="torch", chunk_size=(1024, 4096)), reps)
         same = bool(torch.equal(tm.result[1], reference))
-        note = "MMGEOM_NATIVE=0; " + ("identical results" if same else "RESULTS DIFFER")
-        row("mmgeom topk (torch, torch merge)", tm, note=note)
+        note = "chunk_size=(1024, 4096): the blocked engine; " + (
+            "identical results" if same else "RESULTS DIFFER"
+        )
+        row("mmgeom topk (torch, blocked engine)", tm, note=note)
     if have_faiss:
         # FAISS's exhaustive search runs at a fraction of the sgemm rate here: on the large gallery it
         # is timed on a subset of the queries (its cost is linear in N_q) to keep the run in minutes.
@@ -302,7 +324,17 @@ def bench_metrics(args: argparse.Namespace, gen: torch.Generator) -> list[dict[s
 
     tm = measure(lambda: retrieval_metrics(q, g, target, ks=ks, metric="dot"))
     row("mmgeom retrieval_metrics", tm, n_q, "one positive per query")
-    rows[-1]["values"] = tm.result
+    rows[-1]["values"] = reference = tm.result
+    # the chunked path (full score rows of a query chunk; the default before the streamed one)
+    chunked = (312, 8192)
+    tm = measure(lambda: retrieval_metrics(q, g, target, ks=ks, metric="dot", chunk_size=chunked))
+    same = all(abs(tm.result[name] - reference[name]) <= 1e-12 for name in reference)
+    row(
+        "mmgeom retrieval_metrics (chunked path)",
+        tm,
+        n_q,
+        f"chunk_size={chunked}; one positive per query; " + ("same values" if same else "VALUES DIFFER"),
+    )
     sub = min(n_q, args.torchmetrics_queries)
     tm = measure(lambda: torchmetrics_metrics(q[:sub], g, target[:sub], ks))
     note = f"one positive per query; measured on {sub} queries, extrapolated x{n_q / sub:.0f}"
@@ -312,6 +344,8 @@ def bench_metrics(args: argparse.Namespace, gen: torch.Generator) -> list[dict[s
     lists = [sorted({int(target[i]), *extra[i].tolist()}) for i in range(n_q)]
     tm = measure(lambda: retrieval_metrics(q, g, lists, ks=ks, metric="dot"))
     row("mmgeom retrieval_metrics", tm, n_q, "five positives per query")
+    tm = measure(lambda: retrieval_metrics(q, g, lists, ks=ks, metric="dot", chunk_size=chunked))
+    row("mmgeom retrieval_metrics (chunked path)", tm, n_q, f"chunk_size={chunked}; five positives per query")
     return rows
 
 
@@ -327,25 +361,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torchmetrics
 
     pinned = _pin_mmap_threshold()
+    machine = machine_info()
+    machine.update(
+        faiss=faiss_version,
+        torchmetrics=torchmetrics.__version__,
+        load_average_start=os.getloadavg(),
+        mmap_threshold_pinned=pinned,
+        native_merge=_native.native_status(),
+    )
+    print("tuning the top-k plan for this CPU ...", flush=True)
+    plan = tune()
+    print(f"  {plan}", flush=True)
     result: dict[str, Any] = {
         "command": args.command,
-        "machine": {
-            "cpu": _cpu_name(),
-            "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "faiss": faiss_version,
-            "torchmetrics": torchmetrics.__version__,
-            "python": platform.python_version(),
-            "load_average_start": os.getloadavg(),
-            "mmap_threshold_pinned": pinned,
-            "native_merge": _native.native_status(),
-        },
+        "machine": machine,
+        "plan": plan,
         "setup": {"dim": d, "k": args.k, "queries": n_q, "dtype": "float32", "data": "unit-norm Gaussian"},
     }
     print("sgemm roofline ...", flush=True)
     rate_start = sgemm_rate(*args.sgemm)
-    print(f"  {rate_start:.0f} GFLOP/s", flush=True)
+    numpy_start = numpy_sgemm_rate(*args.sgemm)
+    print(f"  torch {rate_start:.0f} GFLOP/s, numpy {numpy_start:.0f} GFLOP/s", flush=True)
 
     q = unit_rows(n_q, d, gen)
     topk_rows: list[dict[str, Any]] = []
@@ -356,11 +392,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     _trim()
 
     rate_end = sgemm_rate(*args.sgemm)
+    numpy_end = numpy_sgemm_rate(*args.sgemm)
     probes = [r["local_sgemm_gflops"] for r in topk_rows + metric_rows if "local_sgemm_gflops" in r]
-    roofline = max([rate_start, rate_end, *probes])
+    roofline = max([rate_start, rate_end, numpy_start, numpy_end, *probes])
     result["roofline"] = {
         "sgemm_gflops_start": rate_start,
         "sgemm_gflops_end": rate_end,
+        "numpy_sgemm_gflops_start": numpy_start,
+        "numpy_sgemm_gflops_end": numpy_end,
         "local_probe_max": max(probes) if probes else None,
         "used": roofline,
         "shape": list(args.sgemm),
@@ -377,15 +416,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+def _fmt(x: float | None) -> str:
+    return "–" if x is None else f"{x:.0f}"
+
+
+def _plan_line(plan: dict[str, Any] | None) -> str:
+    if not plan:
+        return "not recorded"
+    speed = plan.get("faiss_speedup")
+    faiss = "FAISS not measured" if speed is None else f"FAISS took {1 / speed:.2f}x the fused engine's time"
+    return (
+        f"{plan['threads']} threads, {plan['query_chunk']} query rows x {plan['gallery_chunk']} gallery "
+        f'columns per GEMM block; {faiss}; `backend="auto"` uses {plan["backend_auto"]}'
+    )
 
 
 def markdown(res: dict[str, Any]) -> str:
@@ -397,19 +440,22 @@ def markdown(res: dict[str, Any]) -> str:
         res["command"],
         "```",
         "",
-        f"Machine: {mach['cpu']}, {mach['cores']} cores, torch {mach['torch']} ({mach['torch_threads']} "
-        f"threads), faiss {mach['faiss']}, torchmetrics {mach['torchmetrics']}. Load average "
+        describe(mach),
+        f"faiss {mach['faiss']}, torchmetrics {mach['torchmetrics']}. Load average "
         f"{mach['load_average_start'][0]:.2f} at the start and {mach['load_average_end'][0]:.2f} at the end "
         f"(a load of {mach['cores']} fills the cores; other jobs on the machine lower every rate below, "
         "which is why each method also gets a local sgemm rate).",
         "",
-        f"Native merge kernel: {mach.get('native_merge', 'not recorded')}.",
+        f"Native kernels: {mach.get('native_merge', 'not recorded')}.",
         "",
-        f"Roofline: float32 sgemm {'x'.join(map(str, roof['shape']))}, best of 5, "
+        f"Top-k plan measured by `mmgeom.retrieval.tune()` at the start: {_plan_line(res.get('plan'))}.",
+        "",
+        f"Roofline: float32 sgemm {'x'.join(map(str, roof['shape']))}, best of 5, with torch's BLAS "
         f"{roof['sgemm_gflops_start']:.0f} GFLOP/s at the start and {roof['sgemm_gflops_end']:.0f} at the "
-        f"end; a {'x'.join(map(str, roof['probe_shape']))} sgemm is also run right "
-        "before and after every measured call ('local sgemm', the mean of the two). The roofline is the best "
-        f"sgemm rate seen anywhere in the run, {roof['used']:.0f} GFLOP/s. 'roofline' = "
+        f"end, with numpy's {_fmt(roof.get('numpy_sgemm_gflops_start'))} and "
+        f"{_fmt(roof.get('numpy_sgemm_gflops_end'))}; a {'x'.join(map(str, roof['probe_shape']))} sgemm is "
+        "also run right before and after every measured call ('local sgemm', the mean of the two). The "
+        f"roofline is the best sgemm rate seen anywhere in the run, {roof['used']:.0f} GFLOP/s. 'roofline' = "
         "2·N_q·N_g·D / time / roofline; 'vs local' = the same against the local sgemm rate, which tracks the "
         "CPU share the method actually had.",
         "",
@@ -453,11 +499,11 @@ def markdown(res: dict[str, Any]) -> str:
         "ran on a subset of the queries and are extrapolated linearly (its cost is one full score row and a "
         "sort per query).",
         "",
-        "FAISS is the faiss-cpu wheel, which bundles its own OpenBLAS and OpenMP runtime; its exhaustive "
-        "search ran far below torch's MKL sgemm here, and mmgeom's FAISS backend inherits that speed (it is "
-        "there for users who depend on FAISS; its results are identical to the torch backend's). "
-        "'same ids' below 100% for FAISS and the naive method are float32 near-ties: mmgeom returns the "
-        "order of the float64 scores.",
+        "FAISS is the faiss-cpu wheel, which bundles its own OpenBLAS and OpenMP runtime; how it compares "
+        "with torch's MKL depends on the CPU (the other files in this folder). mmgeom's FAISS backend "
+        'returns results identical to the torch backend\'s, and `backend="auto"` uses it only where '
+        "`tune()` measured it faster. 'same ids' below 100% for FAISS and the naive method are float32 "
+        "near-ties: mmgeom returns the order of the float64 scores.",
         "",
     ]
     return "\n".join(lines)
@@ -466,12 +512,12 @@ def markdown(res: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny smoke run")
-    p.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
-    p.add_argument("--render", action="store_true", help="only rewrite retrieval.md from retrieval.json")
+    p.add_argument("--out", type=Path, default=None, help="results root (default benchmarks/results)")
+    p.add_argument("--render", action="store_true", help="only rewrite this CPU's .md from its .json")
     args = p.parse_args(argv)
     if args.render:
-        out = args.out or ROOT / "benchmarks" / "results"
-        (out / "retrieval.md").write_text(markdown(json.loads((out / "retrieval.json").read_text())))
+        md, js = result_paths("retrieval", args.out)
+        md.write_text(markdown(json.loads(js.read_text())))
         return 0
     args.command = "python benchmarks/bench_retrieval.py" + (
         " " + shlex.join(argv or sys.argv[1:]) if (argv or sys.argv[1:]) else ""
@@ -491,12 +537,13 @@ def main(argv: list[str] | None = None) -> int:
         args.torchmetrics_queries, args.naive_max_gb, args.sgemm = 200, 8.0, (4096, 16384, 512)
         args.repeats, args.faiss_queries_large = 2, 2000
         args.torch_merge_max_gallery = 100_000
-        out = args.out or ROOT / "benchmarks" / "results"
+        out = args.out
     res = run(args)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "retrieval.json").write_text(json.dumps(res, indent=2) + "\n")
-    (out / "retrieval.md").write_text(markdown(res))
-    print(f"wrote {out / 'retrieval.json'} and {out / 'retrieval.md'}")
+    md, js = result_paths("retrieval", out)
+    js.write_text(json.dumps(res, indent=2) + "\n")
+    md.write_text(markdown(res))
+    write_index("retrieval", "Exact retrieval", out)
+    print(f"wrote {js} and {md}")
     return 0
 
 
