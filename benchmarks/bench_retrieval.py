@@ -441,8 +441,8 @@ def markdown(res: dict[str, Any]) -> str:
         "```",
         "",
         describe(mach),
-        f"faiss {mach['faiss']}, torchmetrics {mach['torchmetrics']}. Load average "
-        f"{mach['load_average_start'][0]:.2f} at the start and {mach['load_average_end'][0]:.2f} at the end "
+        f"Also faiss {mach['faiss']} and torchmetrics {mach['torchmetrics']}; load average "
+        f"{mach['load_average_end'][0]:.2f} at the end "
         f"(a load of {mach['cores']} fills the cores; other jobs on the machine lower every rate below, "
         "which is why each method also gets a local sgemm rate).",
         "",
