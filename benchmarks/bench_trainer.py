@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -166,7 +167,7 @@ def trainer_run(cfg: ExperimentConfig) -> dict[str, Any]:
 
 def steady(stamps: list[float], periodic: set[int]) -> tuple[float, list[float]]:
     """Steps/s over the gaps after WARMUP that hold no periodic event; the gaps that do."""
-    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     # gaps[i] runs from entering step i+1 to entering step i+2: it holds what follows update i+1.
     plain = [g for i, g in enumerate(gaps) if i >= WARMUP and (i + 1) not in periodic]
     held = [g for i, g in enumerate(gaps) if (i + 1) in periodic]

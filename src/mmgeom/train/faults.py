@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 from collections.abc import Mapping, Sequence
@@ -49,7 +50,8 @@ def all_finite(tensors: Sequence[Tensor]) -> bool:
     sums = [
         t.detach().sum(dtype=torch.float64 if t.dtype == torch.float64 else torch.float32) for t in tensors
     ]
-    return bool(torch.isfinite(torch.stack(sums)).all())
+    # The sum of the sums is non-finite too when one of them is (inf + -inf is NaN): one value to read.
+    return math.isfinite(float(torch.stack(sums).sum()))
 
 
 def embedding_fault(embeddings: Mapping[str, Tensor]) -> Fault | None:
@@ -65,7 +67,9 @@ def embedding_fault(embeddings: Mapping[str, Tensor]) -> Fault | None:
 
 def loss_fault(out: LossOutput) -> Fault | None:
     """The first non-finite loss term (in ``terms`` order), or ``"loss 'total'"`` if only the total is."""
-    if bool(torch.isfinite(out.total.detach()).all()):
+    total = out.total.detach()
+    # A scalar total (every mmgeom loss): one float() instead of isfinite, all and bool.
+    if math.isfinite(float(total)) if total.numel() == 1 else bool(torch.isfinite(total).all()):
         return None
     for name, value in out.terms.items():
         bad = first_non_finite(value)
