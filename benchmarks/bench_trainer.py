@@ -2,7 +2,7 @@
 
 Two configs: ``demo`` (the packaged ``configs/demo.yaml`` as ``mmgeom demo --loss infonce`` trains it:
 six mfeat views, MLP heads, InfoNCE over 15 pairs, batch 256, 300 steps, one thread) and ``b1024`` (the
-same with batch 1024, a periodic evaluation and checkpoint every 100 steps).
+same with batch 1024, a periodic evaluation and checkpoint every 60 steps).
 
 The trainer runs through the public API the CLI uses (``Trainer(cfg, out, progress=True).fit()``), with
 its defaults: ``metrics.jsonl``, the tqdm bar (to ``/dev/null``: formatted and written, not shown), its
@@ -28,7 +28,7 @@ global generator does not matter), and the benchmark stops unless they end with 
 computation.
 
 Usage:
-    python benchmarks/bench_trainer.py            # demo 300 steps, b1024 200 steps, 3 repeats each;
+    python benchmarks/bench_trainer.py            # demo 300 steps, b1024 120 steps, 3 repeats each;
                                                   # writes benchmarks/results/trainer/<cpu-slug>.{md,json}
     python benchmarks/bench_trainer.py --quick    # 40 steps, 1 repeat, prints only (~1 min)
 """
@@ -68,7 +68,7 @@ WARMUP = 10
 
 CONFIGS: dict[str, list[str]] = {
     "demo": [],
-    "b1024": ["train.batch_size=1024", "train.eval_every=100", "checkpoint.every=100"],
+    "b1024": ["train.batch_size=1024", "train.eval_every=60", "checkpoint.every=60"],
 }
 
 
@@ -343,7 +343,7 @@ def main() -> None:
     ap.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
     args = ap.parse_args()
     repeats = args.repeats or (1 if args.quick else 3)
-    steps = {"demo": 40, "b1024": 40} if args.quick else {"demo": 300, "b1024": 200}
+    steps = {"demo": 40, "b1024": 40} if args.quick else {"demo": 300, "b1024": 120}
     machine = machine_info()
     rows = []
     for name in args.configs:

@@ -87,7 +87,7 @@ class _Loop:
         self.result = TrainResult(run_dir=self.run_dir, steps=0, seconds=0.0)
         self.tb: Any = None
         self.log: Any = _NullLog()
-        # The interval's loss sums stay on the device between train events (one sync per event).
+        # The interval's loss sums; on an accelerator they stay on the device until a train event reads them.
         self.sums = IntervalSums(lambda: self.t.log_state)
 
     # -------------------------------------------------------------------------------- checkpoints

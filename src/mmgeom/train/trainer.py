@@ -183,7 +183,7 @@ class Trainer:
         return self.update().as_floats()
 
     def update(self) -> StepValues:
-        """:meth:`train_step` with the loss values left on the device (what :meth:`fit` logs from).
+        """:meth:`train_step` returning :class:`~mmgeom.train.step_values.StepValues` (what :meth:`fit` logs).
 
         Three host syncs per update, each deciding whether the optimizer may move: all embeddings
         finite (one fused check; the per-view search only runs when it fails), the loss finite, the
