@@ -38,8 +38,15 @@ def build_encoder(cfg: ModelConfig, view_dims: dict[str, int]) -> MultiViewEncod
 
 
 def build_loss(cfg: LossConfig) -> nn.Module:
-    """``create_loss(cfg.name, **cfg.kwargs)``."""
-    return create_loss(cfg.name, **cfg.kwargs)
+    """``create_loss(cfg.name, **cfg.kwargs)`` with the loss's own value checks off.
+
+    ``check_values = False``: the trainer checks the embeddings, the loss and the gradient norm for
+    NaN/Inf itself (``faults.on_non_finite``), so the loss need not scan its inputs (and sync) again.
+    """
+    loss = create_loss(cfg.name, **cfg.kwargs)
+    # setattr: nn.Module's __setattr__ is typed for tensors and modules; this is a plain attribute.
+    setattr(loss, "check_values", False)  # noqa: B010
+    return loss
 
 
 def build_optimizer(cfg: ExperimentConfig, modules: Sequence[nn.Module]) -> torch.optim.AdamW:

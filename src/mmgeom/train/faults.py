@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import Any
@@ -36,8 +37,27 @@ def first_non_finite(x: Tensor) -> float | None:
     return float(x.detach()[bad].reshape(-1)[0]) if bool(bad.any()) else None
 
 
+def all_finite(tensors: Sequence[Tensor]) -> bool:
+    """Whether every entry of every tensor is finite, in one host sync; may answer ``False`` wrongly.
+
+    Each tensor's sum is NaN/Inf when one of its entries is (NaN and Inf propagate through addition),
+    so ``True`` is exact; a sum can also overflow with finite entries (beyond 3.4e38 in float32),
+    so ``False`` only means "look closer" (:func:`embedding_fault` then searches entry by entry).
+    One reduction per tensor and one sync replace an ``isfinite``, ``any`` and a sync per tensor.
+    """
+    if not tensors:
+        return True
+    sums = [
+        t.detach().sum(dtype=torch.float64 if t.dtype == torch.float64 else torch.float32) for t in tensors
+    ]
+    # The sum of the sums is non-finite too when one of them is (inf + -inf is NaN): one value to read.
+    return math.isfinite(float(torch.stack(sums).sum()))
+
+
 def embedding_fault(embeddings: Mapping[str, Tensor]) -> Fault | None:
     """The first view whose embeddings hold a NaN/Inf."""
+    if all_finite(list(embeddings.values())):
+        return None
     for view, z in embeddings.items():
         bad = first_non_finite(z)
         if bad is not None:
@@ -47,7 +67,9 @@ def embedding_fault(embeddings: Mapping[str, Tensor]) -> Fault | None:
 
 def loss_fault(out: LossOutput) -> Fault | None:
     """The first non-finite loss term (in ``terms`` order), or ``"loss 'total'"`` if only the total is."""
-    if bool(torch.isfinite(out.total.detach()).all()):
+    total = out.total.detach()
+    # A scalar total (every mmgeom loss): one float() instead of isfinite, all and bool.
+    if math.isfinite(float(total)) if total.numel() == 1 else bool(torch.isfinite(total).all()):
         return None
     for name, value in out.terms.items():
         bad = first_non_finite(value)

@@ -8,6 +8,7 @@ checkpoint, the decision to stop on a signal) is a collective that every rank re
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,6 +32,7 @@ from .result import TrainResult
 from .resume import check_resume_config, trim_metrics
 from .rundir import CONFIG_FILE, LOSS_WEIGHTS_FILE, METRICS_FILE, WEIGHTS_FILE, resolve_run_dir
 from .runtime import training_runtime
+from .step_values import IntervalSums, StepValues
 
 
 class LoopTrainer(Protocol):
@@ -52,6 +54,8 @@ class LoopTrainer(Protocol):
     log_state: dict[str, Any]
 
     def train_step(self) -> dict[str, float]: ...
+    def update(self) -> StepValues: ...
+    def stepper(self) -> Callable[[], StepValues]: ...
     def evaluate(self, split: str | None = None) -> dict[str, float]: ...
     def state_dict(self, rng: list[dict[str, Any]] | None = None) -> dict[str, Any]: ...
     def checkpoint_tensors(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]: ...
@@ -83,11 +87,14 @@ class _Loop:
         self.result = TrainResult(run_dir=self.run_dir, steps=0, seconds=0.0)
         self.tb: Any = None
         self.log: Any = _NullLog()
+        # The interval's loss sums; on an accelerator they stay on the device until a train event reads them.
+        self.sums = IntervalSums(lambda: self.t.log_state)
 
     # -------------------------------------------------------------------------------- checkpoints
 
     def save_checkpoint(self, kind: str, extra: dict[str, Any] | None = None) -> Path | None:
         """Collective: gather every rank's RNG state; rank 0 writes (and prunes). Returns the path."""
+        self.sums.flush()  # the checkpointed log_state holds the interval's sums so far
         rngs = all_gather_object(capture_rng_state())
         if not self.main:
             return None
@@ -153,11 +160,12 @@ class _Loop:
             self.save_checkpoint("best", dict(self.t.best))
         return record
 
-    def train_event(self, scalars: dict[str, float], bar: Any) -> None:
+    def train_event(self, last: StepValues, bar: Any) -> None:
+        self.sums.flush()
         state = self.t.log_state
         sums, count = state["sums"], state["count"]
         means = {k: v / count for k, v in sums.items()}
-        means["lr"], means["grad_norm"] = scalars["lr"], scalars.get("grad_norm", float("nan"))
+        means["lr"], means["grad_norm"] = last.lr, last.grad_norm
         global_batch = self.cfg.train.batch_size
         means["examples_per_s"] = global_batch * count / state["seconds"] if state["seconds"] > 0 else 0.0
         record = self.log.write("train", self.t.step, **means)
@@ -166,18 +174,10 @@ class _Loop:
             self.tb.scalars(self.t.step, means, prefix="train/")
         bar.set_postfix(
             loss=f"{means.get('loss', float('nan')):.4f}",
-            lr=f"{scalars['lr']:.2e}",
+            lr=f"{last.lr:.2e}",
             ex_s=f"{means['examples_per_s']:.0f}",
         )
         self.t.log_state = {"sums": {}, "count": 0, "seconds": 0.0}
-
-    def accumulate(self, scalars: dict[str, float], seconds: float) -> None:
-        state = self.t.log_state
-        for k, v in scalars.items():
-            if k not in ("lr", "grad_norm"):
-                state["sums"][k] = state["sums"].get(k, 0.0) + v
-        state["count"] += 1
-        state["seconds"] += seconds
 
     # ---------------------------------------------------------------------------------------- run
 
@@ -226,6 +226,7 @@ class _Loop:
             result.resumed_from = t.step
             self.log.write("resume", t.step, version=__version__, world_size=t.dist.world_size, **resumed)
         every = cfg.checkpoint.every
+        update = t.stepper()
         bar = tqdm(
             total=total, initial=t.step, desc="train", unit="step", disable=not t.progress, dynamic_ncols=True
         )
@@ -234,16 +235,16 @@ class _Loop:
                 if any_rank(stop.requested is not None, t.device):
                     self._interrupt(stop)
                 began = time.perf_counter()
-                scalars = t.train_step()
-                if "skipped" in scalars:
+                values = update()
+                if values.skipped:
                     fault = t.last_fault
                     assert fault is not None
                     self.log.write("skip", t.step, term=fault.term, value=fault.value, skipped=t.skipped)
                 else:
-                    self.accumulate(scalars, time.perf_counter() - began)
+                    self.sums.add(values, time.perf_counter() - began)
                 bar.update(1)
                 if (t.step % cfg.train.log_every == 0 or t.step == total) and t.log_state["count"]:
-                    self.train_event(scalars, bar)
+                    self.train_event(values, bar)
                 if cfg.train.eval_every and t.step % cfg.train.eval_every == 0 and t.step < total:
                     self.eval_event()
                 if every and t.step % every == 0 and t.step < total:
@@ -252,6 +253,7 @@ class _Loop:
             self.log.write("error", err.step, term=err.term, value=err.value, message=str(err))
             raise
         finally:
+            self.sums.flush()  # log_state complete whatever stopped the loop
             bar.close()
         self.eval_event()
         if every:
