@@ -18,7 +18,7 @@ import torch
 from mmgeom.retrieval import _native, _tune, retrieval_metrics, topk, tune
 from mmgeom.retrieval._fused import fused_candidates
 from mmgeom.retrieval._inputs import Embeddings, Scoring, check_scoring, prepare_query
-from mmgeom.retrieval._tune import Plan
+from mmgeom.retrieval._plan import Plan
 from mmgeom.retrieval.ranks import iter_positive_ranks
 from mmgeom.retrieval.relevance import as_relevance, relevance_from_labels
 

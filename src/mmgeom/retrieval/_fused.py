@@ -27,9 +27,9 @@ from tqdm.auto import tqdm
 from . import _native
 from ._candidates import Candidates
 from ._inputs import Embeddings, Scoring, chunk_ranges, scale_gallery_chunk, scaled_norm_max
+from ._plan import Plan
 from ._select import SENTINEL
 from ._threads import limited_threads
-from ._tune import Plan
 
 _local = threading.local()
 

@@ -27,9 +27,9 @@ from tqdm.auto import tqdm
 
 from . import _native
 from ._inputs import Embeddings, chunk_ranges
+from ._plan import Plan
 from ._threads import limited_threads
 from ._ties import ExactKeys, exact_before, tie_band
-from ._tune import Plan
 from .relevance import Relevance
 
 #: Band entries a worker can hold per block before that block is settled with tensor operations.

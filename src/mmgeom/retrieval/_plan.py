@@ -11,6 +11,8 @@ The memory model, in bytes, with ``s`` the compute itemsize (4, or 8 for float64
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 #: Default budget for the chunk buffers when ``max_memory_mb`` is None.
 DEFAULT_MEMORY_MB = 256.0
 
@@ -41,3 +43,42 @@ def rank_chunks(n_q: int, n_g: int, d: int, itemsize: int, budget: int) -> tuple
     left = budget - cg * d * itemsize - n_g * itemsize
     cq = max(1, min(n_q, MAX_QUERY_CHUNK, left // (2 * n_g * itemsize)))
     return cq, cg
+
+
+#: Gallery rows prepared (converted, normalised) at a time by the fused engines; two are alive at once.
+PREPARE_ROWS = 16384
+#: FAISS must beat the fused engine by this factor before ``backend="auto"`` picks it (noise margin).
+FAISS_MARGIN = 1.05
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How the fused engine runs a search.
+
+    Attributes:
+        threads: worker threads (each runs single-threaded GEMMs).
+        query_chunk: query rows per task.
+        gallery_chunk: gallery columns per GEMM block.
+        prepare_chunk: gallery rows converted and normalised at a time.
+        faiss_speedup: measured fused-engine time over FAISS time (``> 1``: FAISS was faster), or None
+            when FAISS was not measured.
+        source: ``"default"``, ``"measured"`` or ``"cached"``.
+    """
+
+    threads: int
+    query_chunk: int
+    gallery_chunk: int
+    prepare_chunk: int = PREPARE_ROWS
+    faiss_speedup: float | None = None
+    source: str = "default"
+
+    def prefers_faiss(self) -> bool:
+        return self.faiss_speedup is not None and self.faiss_speedup > FAISS_MARGIN
+
+    def fit(self, n_q: int, n_g: int, d: int, itemsize: int, budget: int) -> Plan:
+        """This plan shrunk to ``budget`` bytes: two prepared gallery chunks plus one block per thread."""
+        prep = max(1, min(n_g, self.prepare_chunk, budget // (4 * d * itemsize)))
+        left = max(budget - 3 * prep * d * itemsize, budget // 4)
+        cg = max(1, min(self.gallery_chunk, prep))
+        cq = max(1, min(self.query_chunk, n_q, left // max(1, self.threads * cg * itemsize)))
+        return replace(self, query_chunk=cq, gallery_chunk=cg, prepare_chunk=prep)

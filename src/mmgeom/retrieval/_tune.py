@@ -22,7 +22,7 @@ import logging
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ import torch
 
 from .._io import write_json
 from .._paths import cache_root
+from ._fused import fused_candidates
+from ._plan import PREPARE_ROWS, Plan
 
 _log = logging.getLogger(__name__)
 
@@ -41,43 +43,6 @@ MIN_TUNE_FLOPS = 2e10
 #: Candidate (query rows per task, gallery columns per GEMM) shapes.
 CANDIDATES = ((256, 4096), (512, 2048), (512, 4096), (1024, 4096), (512, 8192), (1024, 2048))
 DEFAULT_SHAPE = (512, 4096)
-#: Gallery rows prepared (converted, normalised) at a time; two such chunks are alive at once.
-PREPARE_ROWS = 16384
-#: FAISS must beat the fused engine by this factor before ``backend="auto"`` picks it (noise margin).
-FAISS_MARGIN = 1.05
-
-
-@dataclass(frozen=True)
-class Plan:
-    """How the fused engine runs a search.
-
-    Attributes:
-        threads: worker threads (each runs single-threaded GEMMs).
-        query_chunk: query rows per task.
-        gallery_chunk: gallery columns per GEMM block.
-        prepare_chunk: gallery rows converted and normalised at a time.
-        faiss_speedup: measured fused-engine time over FAISS time (``> 1``: FAISS was faster), or None
-            when FAISS was not measured.
-        source: ``"default"``, ``"measured"`` or ``"cached"``.
-    """
-
-    threads: int
-    query_chunk: int
-    gallery_chunk: int
-    prepare_chunk: int = PREPARE_ROWS
-    faiss_speedup: float | None = None
-    source: str = "default"
-
-    def prefers_faiss(self) -> bool:
-        return self.faiss_speedup is not None and self.faiss_speedup > FAISS_MARGIN
-
-    def fit(self, n_q: int, n_g: int, d: int, itemsize: int, budget: int) -> Plan:
-        """This plan shrunk to ``budget`` bytes: two prepared gallery chunks plus one block per thread."""
-        prep = max(1, min(n_g, self.prepare_chunk, budget // (4 * d * itemsize)))
-        left = max(budget - 3 * prep * d * itemsize, budget // 4)
-        cg = max(1, min(self.gallery_chunk, prep))
-        cq = max(1, min(self.query_chunk, n_q, left // max(1, self.threads * cg * itemsize)))
-        return replace(self, query_chunk=cq, gallery_chunk=cg, prepare_chunk=prep)
 
 
 def tuning_enabled() -> bool:
@@ -144,7 +109,6 @@ def _time(fn: object, repeats: int = 2) -> float:
 
 def measure(threads: int, dtype: torch.dtype = torch.float32, d: int = 512) -> Plan:
     """Time the candidate shapes (and FAISS, when installed) on random unit vectors; the fastest wins."""
-    from ._fused import fused_candidates
     from ._inputs import Embeddings, Scoring
 
     gen = torch.Generator().manual_seed(0)
