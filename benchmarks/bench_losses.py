@@ -41,6 +41,15 @@ Batch = dict[str, Tensor]
 
 
 # --- plain transcriptions (no mmgeom) ------------------------------------------------------------------
+#: The scalars the registered losses learn by default (GRAM's temperature, SigLIP's scale and bias), as a
+#: user writes them: leaf tensors, ``exp()`` inside the loss (CLIP-style code clamps the log-scale in the
+#: training loop, outside the loss; mmgeom clamps it inside). Their gradients accumulate across calls, as
+#: those of the losses' own parameters do here.
+GRAM_LOG_SCALE = torch.tensor(math.log(1 / 0.07), requires_grad=True)
+SIGLIP_LOG_SCALE = torch.tensor(math.log(10.0), requires_grad=True)
+SIGLIP_BIAS = torch.tensor(-10.0, requires_grad=True)
+
+
 def _unit(batch: Batch) -> list[Tensor]:
     return [nnf.normalize(z, dim=1) for z in batch.values()]
 
@@ -68,7 +77,7 @@ def plain_infonce(batch: Batch) -> Tensor:
 def plain_siglip(batch: Batch) -> Tensor:
     zs, total = _unit(batch), 0.0
     for i, j in _pairs(len(zs)):
-        logits = math.exp(math.log(10.0)) * zs[i] @ zs[j].T - 10.0
+        logits = SIGLIP_LOG_SCALE.exp() * zs[i] @ zs[j].T + SIGLIP_BIAS
         sign = 2 * torch.eye(logits.shape[0]) - 1
         total = total - nnf.logsigmoid(sign * logits).sum() / logits.shape[0]
     return total / len(_pairs(len(zs)))
@@ -89,7 +98,7 @@ def plain_gram(batch: Batch) -> Tensor:
         c = (others[0] * others[1]).sum(1)[None, :]
         s1, s2 = crosses
         det = 1 - s1**2 - s2**2 - c**2 + 2 * s1 * s2 * c
-    logits = -det.clamp_min(1e-12).sqrt() / 0.07
+    logits = -det.clamp_min(1e-12).sqrt() * GRAM_LOG_SCALE.exp()
     t = torch.arange(a.shape[0])
     ce = nnf.cross_entropy(logits, t, label_smoothing=0.1) + nnf.cross_entropy(
         logits.T, t, label_smoothing=0.1
