@@ -11,7 +11,7 @@ import torch.nn.functional as nnf
 from torch import Tensor
 
 from .._validation import check_labels, check_pair
-from ._common import EPS, accum_dtype
+from ._common import EPS, accum_dtype, unit_and_norm
 from .contrastive import info_nce_from_logits
 
 #: Floor of the cosine inside the release pair term's ``-log`` (the public code's clamp).
@@ -23,14 +23,12 @@ RELEASE_TEMPERATURE = 0.02
 def directions_and_norms(x: Tensor, eps: float = EPS) -> tuple[Tensor, Tensor]:
     """Unit rows and row norms of ``(B, D)`` inputs from one norm: ``(x / max(||x_i||, eps), ||x_i||)``.
 
-    The directions are :func:`mmgeom.functional.normalize`'s (same formula, accumulation dtype); L2Dir needs
+    The directions are exactly :func:`mmgeom.functional.normalize`'s (accumulation dtype); L2Dir needs
     both the direction ``ẑ`` and the magnitude ``r = ||h||`` of each input, and the TN distance needs the
     norms of the full vectors ``u = r ẑ = h`` again, so computing ``||h||`` once saves a (B, D) reduction
     and its backward per use.
     """
-    x = x.to(accum_dtype(x))
-    norm = x.norm(dim=1)
-    return x / norm.clamp_min(eps).unsqueeze(1), norm
+    return unit_and_norm(x, eps)
 
 
 def tn_distance_from_norms(u: Tensor, v: Tensor, norm_u: Tensor, norm_v: Tensor, eps: float = EPS) -> Tensor:
