@@ -13,6 +13,7 @@ Usage:
     python benchmarks/bench_losses.py                  # full grid, 1 and 2 threads; writes results
     python benchmarks/bench_losses.py --quick          # few repeats, prints only
     python benchmarks/bench_losses.py --threads 1      # one thread count only
+    python benchmarks/bench_losses.py --quick --losses gram l2dir   # only these cases (labels)
 
 Results go to ``benchmarks/results/losses/<cpu-slug>.{md,json}`` (see ``_machine.py``).
 """
@@ -41,6 +42,15 @@ Batch = dict[str, Tensor]
 
 
 # --- plain transcriptions (no mmgeom) ------------------------------------------------------------------
+#: The scalars the registered losses learn by default (GRAM's temperature, SigLIP's scale and bias), as a
+#: user writes them: leaf tensors, ``exp()`` inside the loss (CLIP-style code clamps the log-scale in the
+#: training loop, outside the loss; mmgeom clamps it inside). Their gradients accumulate across calls, as
+#: those of the losses' own parameters do here.
+GRAM_LOG_SCALE = torch.tensor(math.log(1 / 0.07), requires_grad=True)
+SIGLIP_LOG_SCALE = torch.tensor(math.log(10.0), requires_grad=True)
+SIGLIP_BIAS = torch.tensor(-10.0, requires_grad=True)
+
+
 def _unit(batch: Batch) -> list[Tensor]:
     return [nnf.normalize(z, dim=1) for z in batch.values()]
 
@@ -68,7 +78,7 @@ def plain_infonce(batch: Batch) -> Tensor:
 def plain_siglip(batch: Batch) -> Tensor:
     zs, total = _unit(batch), 0.0
     for i, j in _pairs(len(zs)):
-        logits = math.exp(math.log(10.0)) * zs[i] @ zs[j].T - 10.0
+        logits = SIGLIP_LOG_SCALE.exp() * zs[i] @ zs[j].T + SIGLIP_BIAS
         sign = 2 * torch.eye(logits.shape[0]) - 1
         total = total - nnf.logsigmoid(sign * logits).sum() / logits.shape[0]
     return total / len(_pairs(len(zs)))
@@ -89,7 +99,7 @@ def plain_gram(batch: Batch) -> Tensor:
         c = (others[0] * others[1]).sum(1)[None, :]
         s1, s2 = crosses
         det = 1 - s1**2 - s2**2 - c**2 + 2 * s1 * s2 * c
-    logits = -det.clamp_min(1e-12).sqrt() / 0.07
+    logits = -det.clamp_min(1e-12).sqrt() * GRAM_LOG_SCALE.exp()
     t = torch.arange(a.shape[0])
     ce = nnf.cross_entropy(logits, t, label_smoothing=0.1) + nnf.cross_entropy(
         logits.T, t, label_smoothing=0.1
@@ -152,6 +162,30 @@ CASES: list[tuple[str, str, dict[str, object], Callable[[Batch], Tensor]]] = [
 ]
 
 
+#: What each plain transcription computes (written into the result file), per pair of modalities
+#: (``pairs``: all M(M-1)/2 pairs, as the registered defaults) unless said otherwise. Each computes the
+#: same terms as the mmgeom path; mmgeom additionally returns detached logging terms.
+PLAIN_DOC: dict[str, str] = {
+    "infonce": "symmetric CLIP cross-entropy of `z_i z_j^T / 0.07` (fixed tau, as the default), "
+    "mean over pairs",
+    "siglip": "sigmoid loss `-sum log sigmoid(y (exp(t') z_i z_j^T + b)) / B` with learnable `t'`, `b` "
+    "(leaf tensors, as the default), mean over pairs",
+    "align_uniform": "mean over pairs of the mean squared distance of positives + mean over modalities of "
+    "Wang & Isola's `pdist` uniformity (t = 2)",
+    "gram": "anchor = first modality; B x B Gram determinants `1 - s1^2 [- s2^2 - c^2 + 2 s1 s2 c]` of "
+    "(anchor row i, others' row j), volume `sqrt(max(det, 1e-12))`, logits `-V exp(ln(1/tau))` with a "
+    "learnable log-scale (as the default), label-smoothed (0.1) cross-entropy both ways",
+    "unialign": "mean `pdist` uniformity over modalities + anchor alignment (first modality vs each other)",
+    "unialign[retrieval]": "unialign + centroid uniformity of the normalised tuple means + mean Gram "
+    "determinant of each row's M-tuple (`torch.linalg.det`)",
+    "unialign[centroid]": "mean `pdist` uniformity + squared distance of each modality to the tuple mean",
+    "dagr": "0.1 x sum of `pdist` dispersions (t = 1) + mean over pairs of `relu(||z_i - z_j||^2 - 0.5)`",
+    "dagr[spectral]": "as dagr with the spectral entropy of each centred modality (`eigvalsh`) as dispersion",
+    "l2dir": "per pair: CLIP cross-entropy of the directions (tau 0.07) + mean TN distance "
+    "`||h_i - h_j|| / (||h_i|| + ||h_j||)` of the raw vectors; mean over pairs",
+}
+
+
 def make_batch(b: int, d: int, m: int, seed: int = 0) -> Batch:
     g = torch.Generator().manual_seed(seed)
     return {NAMES[k]: torch.randn(b, d, generator=g).requires_grad_() for k in range(m)}
@@ -175,8 +209,8 @@ def time_case(
 ) -> dict[str, object]:
     off = create_loss(name, check_values=False, **kwargs)
     on = create_loss(name, check_values=True, **kwargs)
-    ours = float(off(batch).total)
-    ref = float(plain(batch))
+    ours = float(off(batch).total.detach())
+    ref = float(plain(batch).detach())
     if not math.isclose(ours, ref, rel_tol=1e-4, abs_tol=1e-5):
         raise AssertionError(f"{label}: plain transcription gives {ref}, mmgeom {ours}: not the same formula")
     fns = {
@@ -205,7 +239,12 @@ def time_case(
 
 
 def run(
-    threads: list[int], sizes: list[int], ms: list[int], dim: int, repeats: int
+    threads: list[int],
+    sizes: list[int],
+    ms: list[int],
+    dim: int,
+    repeats: int,
+    cases: list[tuple[str, str, dict[str, object], Callable[[Batch], Tensor]]] = CASES,
 ) -> list[dict[str, object]]:
     rows = []
     for nt in threads:
@@ -214,7 +253,7 @@ def run(
             for b in sizes:
                 batch = make_batch(b, dim, m)
                 reps = repeats if b <= 256 else max(5, repeats // 10)
-                for label, name, kwargs, plain in CASES:
+                for label, name, kwargs, plain in cases:
                     r = {"threads": nt, "M": m, "B": b, "D": dim}
                     r.update(time_case(label, name, kwargs, plain, batch, reps))
                     rows.append(r)
@@ -258,6 +297,9 @@ def to_markdown(res: dict[str, object]) -> str:
             cells.append(f"{r['plain_ms']:.2f} ms: {r['ratio_off']:.2f}x / {r['ratio_on']:.2f}x")
         out.append(f"| {label} | " + " | ".join(cells) + " |")
     out += ["", "Cells: plain transcription time; ratio with checks off / on.", ""]
+    out += ["Plain transcriptions:", ""]
+    out += [f"- {label}: {PLAIN_DOC[label]}." for label in dict.fromkeys(r["loss"] for r in rows)]
+    out.append("")
     return "\n".join(out)
 
 
@@ -269,17 +311,24 @@ def main() -> int:
     parser.add_argument("--modalities", type=int, nargs="+", default=[2, 3], help="values of M")
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--repeats", type=int, help="timed repeats per case (default 200, quick 20)")
+    parser.add_argument("--losses", nargs="+", help="case labels to run (default: all); implies print only")
     args = parser.parse_args()
+    cases = CASES
+    if args.losses:
+        unknown = sorted(set(args.losses) - {c[0] for c in CASES})
+        if unknown:
+            parser.error(f"--losses: unknown case labels {unknown}; expected some of {[c[0] for c in CASES]}")
+        cases = [c for c in CASES if c[0] in args.losses]
     threads = args.threads or [1, 2]
     repeats = args.repeats or (20 if args.quick else 200)
     machine = machine_info()
-    rows = run(threads, args.sizes, args.modalities, args.dim, repeats)
+    rows = run(threads, args.sizes, args.modalities, args.dim, repeats, cases)
     res = {
         "command": " ".join(["python", "benchmarks/bench_losses.py", *sys.argv[1:]]),
         "machine": machine,
         "rows": rows,
     }
-    if args.quick:
+    if args.quick or args.losses:  # a partial grid never replaces the committed full one
         print(to_markdown(res))
         return 0
     md, js = result_paths("losses")

@@ -14,7 +14,20 @@ def accum_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def normalize(x: Tensor, eps: float = EPS) -> Tensor:
-    """Rows scaled to unit L2 norm, computed in the accumulation dtype."""
+def unit_and_norm(x: Tensor, eps: float = EPS) -> tuple[Tensor, Tensor]:
+    """Rows scaled to unit L2 norm and the row norms ``(x / max(||x||, eps), ||x||)``, from one reduction.
+
+    Computed in the accumulation dtype. A product by the reciprocal norm rather than a division by it:
+    the division's backward for its ``(..., 1)`` operand costs three passes over ``x`` (``grad / n``,
+    ``x / n``, ``/ n``) against one (``grad * x``).
+    """
     x = x.to(accum_dtype(x))
-    return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
+    norm = x.norm(dim=-1, keepdim=True)
+    return x * norm.clamp_min(eps).reciprocal(), norm.squeeze(-1)
+
+
+def normalize(x: Tensor, eps: float = EPS) -> Tensor:
+    """Rows scaled to unit L2 norm, computed in the accumulation dtype (as :func:`unit_and_norm`)."""
+    x = x.to(accum_dtype(x))
+    # The same operations as unit_and_norm (bit for bit), without the call and the squeezed view.
+    return x * x.norm(dim=-1, keepdim=True).clamp_min(eps).reciprocal()

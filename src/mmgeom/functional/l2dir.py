@@ -11,13 +11,35 @@ import torch.nn.functional as nnf
 from torch import Tensor
 
 from .._validation import check_labels, check_pair
-from ._common import EPS, accum_dtype
+from ._common import EPS, accum_dtype, unit_and_norm
 from .contrastive import info_nce_from_logits
 
 #: Floor of the cosine inside the release pair term's ``-log`` (the public code's clamp).
 RELEASE_COS_FLOOR = 1e-6
 #: Temperature of the public release code (its ``InfoTNLoss`` default).
 RELEASE_TEMPERATURE = 0.02
+
+
+def directions_and_norms(x: Tensor, eps: float = EPS) -> tuple[Tensor, Tensor]:
+    """Unit rows and row norms of ``(B, D)`` inputs from one norm: ``(x / max(||x_i||, eps), ||x_i||)``.
+
+    The directions are exactly :func:`mmgeom.functional.normalize`'s (accumulation dtype); L2Dir needs
+    both the direction ``ẑ`` and the magnitude ``r = ||h||`` of each input, and the TN distance needs the
+    norms of the full vectors ``u = r ẑ = h`` again, so computing ``||h||`` once saves a (B, D) reduction
+    and its backward per use.
+    """
+    return unit_and_norm(x, eps)
+
+
+def tn_distance_from_norms(u: Tensor, v: Tensor, norm_u: Tensor, norm_v: Tensor, eps: float = EPS) -> Tensor:
+    """:func:`mmgeom.functional.tn_distance` ``||u_i - v_i|| / (||u_i|| + ||v_i||)`` with the norms given.
+
+    ``norm_u``/``norm_v`` must be the ``(B,)`` row norms of ``u``/``v`` (e.g. from
+    :func:`directions_and_norms`); unchecked (for loss modules that validated their batch).
+    """
+    u = u.to(accum_dtype(u))
+    v = v.to(accum_dtype(v))
+    return (u - v).norm(dim=1) / (norm_u + norm_v).clamp_min(eps)
 
 
 def tn_similarity(u: Tensor, v: Tensor, eps: float = EPS) -> Tensor:

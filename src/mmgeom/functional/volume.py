@@ -72,6 +72,22 @@ def _adjugate(c: Tensor) -> Tensor:
     return adj
 
 
+def _volume_matrix_3(s1: Tensor, s2: Tensor, o1: Tensor, o2: Tensor) -> Tensor:
+    """``det G_ij`` for k = 3 unit rows: ``1 - s1^2 - s2^2 - c_j^2 + 2 c_j s1 s2`` (before the floor).
+
+    With unit rows ``C_j = [[1, c_j], [c_j, 1]]`` (``c_j = <o1_j, o2_j>``), so ``det C_j = 1 - c_j^2``
+    and ``adj(C_j) = [[1, -c_j], [-c_j, 1]]``: the block formula of :func:`gram_volume_matrix` with its
+    2 x 2 pieces written out. Taking the unit diagonal as exactly 1 (rather than ``||o_j||^2`` up to
+    rounding) changes neither the value nor the gradient in exact arithmetic (``d||o||^2/do`` is radial,
+    and the normalisation's Jacobian removes radial components); it saves a batched 2 x 2 matmul, the
+    adjugate's small ops and three (B, B) products with their backward (a third of a small-batch call).
+    """
+    c = (o1 * o2).sum(dim=1)  # (B_j,)
+    quad = torch.addcmul(s1 * s1, s2, s2)  # s1^2 + s2^2
+    quad = torch.addcmul(quad, s1 * (2.0 * c).unsqueeze(0), s2, value=-1.0)  # - 2 c_j s1 s2
+    return (1.0 - c * c).unsqueeze(0) - quad
+
+
 def gram_volume_matrix(anchor: Tensor, *others: Tensor, eps: float = VOLUME_EPS) -> Tensor:
     """``(B, B)`` volumes ``V[i, j]`` of the tuple (anchor row i, every other modality's row j).
 
@@ -92,6 +108,8 @@ def gram_volume_matrix_unit(a: Tensor, *normed: Tensor, eps: float = VOLUME_EPS)
     crosses = [a @ z.T for z in normed]
     if len(normed) == 1:
         return (1.0 - crosses[0].pow(2)).clamp_min(eps).sqrt()
+    if len(normed) == 2:
+        return _volume_matrix_3(crosses[0], crosses[1], normed[0], normed[1]).clamp_min(eps).sqrt()
     o = torch.stack(normed, dim=1)  # (B_j, k-1, D)
     inner = o @ o.transpose(1, 2)  # (B_j, k-1, k-1)
     adj = _adjugate(inner)

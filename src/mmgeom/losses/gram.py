@@ -60,7 +60,10 @@ class GRAMLoss(MultimodalLoss):
         others = [F.normalize(z) for m, z in mods.items() if m != anchor]
         volume = F.gram_volume_matrix_unit(F.normalize(mods[anchor]), *others)
         tau = self.temperature()
-        logits = -volume / tau
+        # One (B, B) product by the scalar -1/tau: ``-volume / tau`` costs a negation and a division whose
+        # backward (for the tensor tau) takes four (B, B) operations instead of two. The reciprocal is
+        # taken in the volumes' dtype (a float32 tau must not round float64 logits to float32 precision).
+        logits = volume * (-1.0 / tau.to(volume.dtype))
         target = torch.arange(logits.shape[0], device=logits.device)
         ce = nnf.cross_entropy(logits, target, label_smoothing=self.label_smoothing)
         ce_t = nnf.cross_entropy(logits.T, target, label_smoothing=self.label_smoothing)

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .. import functional as F
 from .._validation import check_choice, check_positive, validation, validation_enabled
-from ..functional.l2dir import RELEASE_TEMPERATURE
+from ..functional.l2dir import RELEASE_TEMPERATURE, directions_and_norms, tn_distance_from_norms
 from .base import LossOutput, MultimodalLoss, detach_terms
 from .pairs import PairSpec, resolve_pairs, validate_pair_spec
 from .registry import register_loss
@@ -148,15 +148,21 @@ class L2DirLoss(MultimodalLoss):
             pairs = "anchor"
         self.pairs, self.anchor = pairs, anchor
 
-    def _norm_distance(self, u: Tensor, v: Tensor) -> Tensor:
+    def _norm_distance(self, u: Tensor, v: Tensor, norm_u: Tensor | None, norm_v: Tensor | None) -> Tensor:
+        """Mean norm term of the full vectors ``u``, ``v``; ``norm_*``: their row norms where known."""
         if self.norm_term == "tn":
+            if norm_u is not None and norm_v is not None:
+                return tn_distance_from_norms(u, v, norm_u, norm_v).mean()
             return F.tn_distance(u, v).mean()
         return F.logcos_distance(u, v).mean()
 
     def _radius(
-        self, mods: Mapping[str, Tensor], magnitudes: Mapping[str, Tensor] | None
+        self,
+        mods: Mapping[str, Tensor],
+        magnitudes: Mapping[str, Tensor] | None,
+        norms: Mapping[str, Tensor],
     ) -> dict[str, Tensor]:
-        """Each modality's magnitude ``r``: given, or the pre-normalisation norm of the input."""
+        """Each modality's magnitude ``r``: given, or the pre-normalisation norm of the input (``norms``)."""
         given = dict(magnitudes or {})
         if given and self.magnitude_source == "head_norm":
             raise ValueError(
@@ -164,11 +170,7 @@ class L2DirLoss(MultimodalLoss):
             )
         if given:
             _check_magnitudes(given, mods)
-        out: dict[str, Tensor] = {}
-        for m, z in mods.items():
-            dt = torch.float64 if z.dtype == torch.float64 else torch.float32  # the accumulation dtype
-            out[m] = given[m] if m in given else z.to(dt).norm(dim=1)
-        return out
+        return {m: given[m] if m in given else norms[m] for m in mods}
 
     def compute(
         self,
@@ -185,25 +187,33 @@ class L2DirLoss(MultimodalLoss):
             _check_magnitudes(targets, mods, "magnitude_targets")
         elif self.reconstruction_weight > 0:
             raise ValueError("reconstruction_weight: > 0 needs magnitude_targets (e.g. frozen feature norms)")
-        radius = self._radius(mods, magnitudes)
+        # One norm per modality gives the direction, the magnitude r = ||h|| and (paper variant, u = h)
+        # the norms in the TN distance.
+        unit = {m: directions_and_norms(z) for m, z in mods.items()}
+        direction = {m: d for m, (d, _) in unit.items()}
+        norms = {m: n for m, (_, n) in unit.items()}
+        radius = self._radius(mods, magnitudes, norms)
         # Everything below derives from the validated batch and magnitudes, so the functional layer's
         # own value checks would only repeat them (a sync each); shapes are still checked there.
         with validation(False):
             if self.variant == "release":
-                return self._release(mods, radius)
-            return self._paper(mods, radius, labels, targets, set(magnitudes or {}))
+                return self._release(direction, radius)
+            given = set(magnitudes or {})
+            full_norms = {m: n for m, n in norms.items() if m not in given}
+            return self._paper(mods, direction, radius, full_norms, labels, targets, given)
 
     def _paper(
         self,
         mods: Mapping[str, Tensor],
+        direction: Mapping[str, Tensor],
         radius: Mapping[str, Tensor],
+        full_norms: Mapping[str, Tensor],
         labels: Tensor | None,
         targets: Mapping[str, Tensor],
         given: set[str],
     ) -> LossOutput:
-        """The paper variant; see the class docstring (``given``: modalities with given magnitudes)."""
-
-        direction = {m: F.normalize(z) for m, z in mods.items()}
+        """The paper variant; see the class docstring (``given``: modalities with given magnitudes;
+        ``full_norms``: the row norms of the full vectors where known, i.e. where ``u = h``)."""
         full = {
             # r = ||h|| (no magnitude given) makes u = ||h|| h / ||h|| = h: the input itself, exactly in
             # value and gradient up to rounding, without two B x D products and their backward.
@@ -222,10 +232,14 @@ class L2DirLoss(MultimodalLoss):
                 contrast = F.info_nce_unit(direction[m], direction[n], tau, labels)
             else:
                 contrast = F.info_tn(full[m], full[n], tau, labels)
-            norm = self._norm_distance(full[m], full[n])
+            norm = self._norm_distance(full[m], full[n], full_norms.get(m), full_norms.get(n))
             terms[f"{self.objective}/{m}-{n}"] = contrast
             terms[f"norm/{m}-{n}"] = norm
-            value = w * (contrast + self.lambda_n * norm)
+            # Weights of 1 (the defaults) are skipped: multiplying by 1.0 is exact, and each product by
+            # a Python float is a scalar-tensor conversion, a kernel and a backward node per pair.
+            value = contrast + (norm if self.lambda_n == 1.0 else self.lambda_n * norm)
+            if w != 1.0:
+                value = w * value
             total = value if total is None else total + value
         assert total is not None
         total = total / sum(w for _, _, w in triples)
@@ -237,25 +251,24 @@ class L2DirLoss(MultimodalLoss):
             terms.update({f"reconstruction/{m}": v for m, v in recon.items()})
             total = total + self.reconstruction_weight * torch.stack(list(recon.values())).mean()
         for m, r in radius.items():
-            terms[f"magnitude/{m}"] = r.mean()
+            terms[f"magnitude/{m}"] = r.detach().mean()  # logged only: no graph to record
         terms["temperature"] = tau
         return LossOutput(total, detach_terms(terms))
 
-    def _release(self, mods: Mapping[str, Tensor], radius: Mapping[str, Tensor]) -> LossOutput:
-        """The public code's objective; see the class docstring."""
+    def _release(self, direction: Mapping[str, Tensor], radius: Mapping[str, Tensor]) -> LossOutput:
+        """The public code's objective; see the class docstring (``direction``: the unit rows)."""
         tau_r = self.release_temperature
-        direction = {m: F.normalize(z) for m, z in mods.items()}
         # u = r·ẑ as constants: the public gradient cache back-propagates only the normalised embeddings.
-        full = {m: (direction[m] * radius[m].to(direction[m].dtype).unsqueeze(1)).detach() for m in mods}
+        full = {m: (direction[m] * radius[m].to(direction[m].dtype).unsqueeze(1)).detach() for m in direction}
         terms: dict[str, Tensor] = {}
         total: Tensor | None = None
-        triples = resolve_pairs(self.pairs, list(mods), self.anchor)
+        triples = resolve_pairs(self.pairs, list(direction), self.anchor)
         for m, n, w in triples:
             value, pair, norm_ce = F.release_objective(direction[m], direction[n], full[m], full[n], tau_r)
             terms[f"pair/{m}-{n}"] = pair
             terms[f"norm_ce/{m}-{n}"] = norm_ce
             with torch.no_grad():  # logged only, as in the public code
-                target = torch.arange(mods[m].shape[0], device=mods[m].device)
+                target = torch.arange(direction[m].shape[0], device=direction[m].device)
                 cos = direction[m] @ direction[n].T
                 terms[f"infonce/{m}-{n}"] = nnf.cross_entropy(cos / tau_r, target)
                 stn = F.tn_similarity(full[m], full[n])
