@@ -27,7 +27,14 @@ pytestmark = pytest.mark.skipif(
     reason="needs the native kernels (a C compiler)",
 )
 
-PLANS = [Plan(2, 7, 33, 50), Plan(3, 16, 64, 128), Plan(1, 1000, 4096, 16384), Plan(2, 5, 5, 5)]
+PLANS = [
+    Plan(2, 7, 33, 50),
+    Plan(3, 16, 64, 128),
+    Plan(1, 1000, 4096, 16384),
+    Plan(2, 5, 5, 5),
+    Plan(2, 7, 33, 50, gemm="numpy"),
+    Plan(1, 16, 64, 128, gemm="numpy"),
+]
 
 
 def data(n_q: int = 40, n_g: int = 301, d: int = 24, dtype: torch.dtype = torch.float32, seed: int = 0):
@@ -241,6 +248,20 @@ def test_malformed_cache_is_measured_again(
     assert plan.source == "measured" and str(path) in caplog.text
 
 
+def test_numpy_blas_is_pinned_to_one_thread_during_a_search_and_restored() -> None:
+    from threadpoolctl import threadpool_info
+
+    from mmgeom.retrieval._gemm import single_threaded
+
+    def blas_threads() -> list[int]:
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    before, torch_before = blas_threads(), torch.get_num_threads()
+    with single_threaded("numpy"):
+        assert all(n == 1 for n in blas_threads()) and torch.get_num_threads() == 1
+    assert blas_threads() == before and torch.get_num_threads() == torch_before
+
+
 def test_plan_fits_the_memory_budget() -> None:
     plan = Plan(4, 1024, 8192, 16384).fit(n_q=100_000, n_g=1_000_000, d=512, itemsize=4, budget=64 << 20)
     prepared = 3 * plan.prepare_chunk * 512 * 4
@@ -273,5 +294,6 @@ def test_tune_measures_and_reports(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.setattr(_tune, "measure", lambda t, d: real(t, d, d=16))
     out = tune()
     assert (out["query_chunk"], out["gallery_chunk"]) in {(16, 64), (32, 128)}
+    assert out["gemm"] in ("torch", "numpy")
     assert out["backend_auto"] in ("torch", "faiss") and out["source"] == "measured"
     assert _tune.plan_for(1e15, torch.float32).source == "cached"

@@ -26,10 +26,10 @@ from tqdm.auto import tqdm
 
 from . import _native
 from ._candidates import Candidates
+from ._gemm import block_scores, single_threaded
 from ._inputs import Embeddings, Scoring, chunk_ranges, scale_gallery_chunk, scaled_norm_max
 from ._plan import Plan
 from ._select import SENTINEL
-from ._threads import limited_threads
 
 _local = threading.local()
 
@@ -44,7 +44,15 @@ def _buffer(n: int, dtype: torch.dtype) -> Tensor:
 
 
 def scan_rows(
-    q: Tensor, g: Tensor, offset: int, q0: int, q1: int, cg: int, run_values: Tensor, run_index: Tensor
+    q: Tensor,
+    g: Tensor,
+    offset: int,
+    q0: int,
+    q1: int,
+    cg: int,
+    run_values: Tensor,
+    run_index: Tensor,
+    gemm: str = "torch",
 ) -> None:
     """Merge the scores of queries ``q0:q1`` against the prepared gallery chunk ``g`` (rows ``offset..``).
 
@@ -55,7 +63,7 @@ def scan_rows(
     qs, rv, ri = q[q0:q1], run_values[q0:q1], run_index[q0:q1]
     for c0, c1 in chunk_ranges(g.shape[0], cg):
         block = buf[: rows * (c1 - c0)].view(rows, c1 - c0)
-        torch.mm(qs, g[c0:c1].T, out=block)
+        block_scores(gemm, qs, g[c0:c1], block)
         _native.merge_rows(block, offset + c0, rv, ri)
 
 
@@ -91,14 +99,14 @@ def fused_candidates(
         return g.contiguous(), scaled_norm_max(g, scoring, g0)
 
     # Every GEMM runs single-threaded inside its worker: the parallelism is across workers.
-    with limited_threads(1):
+    with single_threaded(plan.gemm):
         nxt = prepare(*g_ranges[0])
         bar = tqdm(g_ranges, desc="topk", unit="chunk", disable=not progress, leave=False)
         for j, (g0, _) in enumerate(bar):
             g, top = nxt
             norm_max = max(norm_max, top)
             futures: list[Future[None]] = [
-                pool.submit(scan_rows, q, g, g0, a, b, plan.gallery_chunk, run_values, run_index)
+                pool.submit(scan_rows, q, g, g0, a, b, plan.gallery_chunk, run_values, run_index, plan.gemm)
                 for a, b in tasks
             ]
             if j + 1 < len(g_ranges):

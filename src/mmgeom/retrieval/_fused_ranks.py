@@ -26,9 +26,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import _native
+from ._gemm import block_scores, single_threaded
 from ._inputs import Embeddings, chunk_ranges
 from ._plan import Plan
-from ._threads import limited_threads
 from ._ties import ExactKeys, exact_before, tie_band
 from .relevance import Relevance
 
@@ -68,13 +68,14 @@ def _scan(
     hi: Tensor,
     above: Tensor,
     found: list[Tensor],
+    gemm: str = "torch",
 ) -> None:
     rows = q1 - q0
     buf, band = _buffers(rows * min(cg, g.shape[0]), q.dtype)
     qs, lo_r, hi_r, above_r = q[q0:q1], lo[q0:q1], hi[q0:q1], above[q0:q1]
     for c0, c1 in chunk_ranges(g.shape[0], cg):
         block = buf[: rows * (c1 - c0)].view(rows, c1 - c0)
-        torch.mm(qs, g[c0:c1].T, out=block)
+        block_scores(gemm, qs, g[c0:c1], block)
         n = _native.count_rows(block, lo_r, hi_r, above_r, band)
         if n == 0:
             continue
@@ -139,13 +140,13 @@ def fused_ranks(
         return (g * scale[g0:g1, None]).contiguous() if scale is not None else g.contiguous()
 
     g_ranges = chunk_ranges(n_g, plan.prepare_chunk)
-    with limited_threads(1):
+    with single_threaded(plan.gemm):
         nxt = prepare(*g_ranges[0])
         bar = tqdm(g_ranges, desc="ranks", unit="chunk", disable=not progress, leave=False)
         for j, (g0, _) in enumerate(bar):
             g = nxt
             futures: list[Future[None]] = [
-                pool.submit(_scan, q, g, g0, a, b, plan.gallery_chunk, lo, hi, above, found[t])
+                pool.submit(_scan, q, g, g0, a, b, plan.gallery_chunk, lo, hi, above, found[t], plan.gemm)
                 for t, (a, b) in enumerate(tasks)
             ]
             if j + 1 < len(g_ranges):

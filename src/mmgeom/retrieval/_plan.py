@@ -63,6 +63,7 @@ class Plan:
         faiss_speedup: measured fused-engine time over FAISS time (``> 1``: FAISS was faster), or None
             when FAISS was not measured.
         source: ``"default"``, ``"measured"`` or ``"cached"``.
+        gemm: whose BLAS multiplies the blocks, ``"torch"`` or ``"numpy"`` (:mod:`._gemm`).
     """
 
     threads: int
@@ -71,6 +72,7 @@ class Plan:
     prepare_chunk: int = PREPARE_ROWS
     faiss_speedup: float | None = None
     source: str = "default"
+    gemm: str = "torch"
 
     def prefers_faiss(self) -> bool:
         return self.faiss_speedup is not None and self.faiss_speedup > FAISS_MARGIN

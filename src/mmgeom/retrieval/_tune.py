@@ -4,13 +4,13 @@ Which GEMM block shape keeps a core at its peak, and whether FAISS's exhaustive 
 on a machine, depend on the CPU, its BLAS kernels and the thread count: on the Intel Xeon of the first
 benchmark FAISS ran at a fifth of torch's speed, on a 2-core AMD EPYC (Zen 4) it ran faster than the
 first engine. So the first large search on a machine times a few candidate shapes of the fused engine
-(:mod:`mmgeom.retrieval._fused`) on random data, and FAISS ``IndexFlatIP`` on the same data when it is
-installed, and keeps the result in ``tuning/`` of mmgeom's cache folder, keyed by the CPU model and
-flags, torch version, dtype and thread count. :func:`mmgeom.retrieval.tune` runs it on demand.
+(:mod:`mmgeom.retrieval._fused`) with torch's and with numpy's BLAS (:mod:`._gemm`) on random data,
+and FAISS ``IndexFlatIP`` on the same data when it is installed, and keeps the result in ``tuning/``
+of mmgeom's cache folder, keyed by the CPU model and flags, torch version, dtype and thread count.
+:func:`mmgeom.retrieval.tune` runs it on demand.
 
-``MMGEOM_TUNE=0`` skips the measurement and uses the defaults below (what tests do, so that their
-timing does not depend on a warm cache). Results never depend on the plan: every engine feeds the same
-exact rescoring.
+``MMGEOM_TUNE=0`` skips the measurement and uses the defaults below. Results never depend on the plan:
+every engine feeds the same exact rescoring.
 """
 
 from __future__ import annotations
@@ -30,18 +30,19 @@ import torch
 
 from .._io import write_json
 from .._paths import cache_root
+from . import _gemm
 from ._fused import fused_candidates
 from ._plan import PREPARE_ROWS, Plan
 
 _log = logging.getLogger(__name__)
 
 #: Version of the cached file's layout and of the measurement; bump to re-measure everywhere.
-TUNE_VERSION = 1
+TUNE_VERSION = 2
 #: Searches with fewer multiply-adds than this use the cached plan if there is one, else the default
-#: (measuring takes one to two seconds; a search this small takes a fraction of a second).
+#: (measuring takes about two seconds; a search this small takes a fraction of a second).
 MIN_TUNE_FLOPS = 2e10
 #: Candidate (query rows per task, gallery columns per GEMM) shapes.
-CANDIDATES = ((256, 4096), (512, 2048), (512, 4096), (1024, 4096), (512, 8192), (1024, 2048))
+CANDIDATES = ((256, 4096), (512, 4096), (1024, 2048), (512, 8192))
 DEFAULT_SHAPE = (512, 4096)
 
 
@@ -84,14 +85,18 @@ def _read(path: Path, threads: int) -> Plan | None:
             prepare_chunk=int(data.get("prepare_chunk", PREPARE_ROWS)),
             faiss_speedup=None if data.get("faiss_speedup") is None else float(data["faiss_speedup"]),
             source="cached",
+            gemm=str(data.get("gemm", "torch")),
         )
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as err:
         _log.warning("ignoring the tuning cache %s (%s); measuring again", path, err)
         return None
-    if min(plan.query_chunk, plan.gallery_chunk, plan.prepare_chunk) < 1:
-        _log.warning("ignoring the tuning cache %s (non-positive chunk); measuring again", path)
+    if (
+        min(plan.query_chunk, plan.gallery_chunk, plan.prepare_chunk) < 1
+        or plan.gemm not in _gemm.available()
+    ):
+        _log.warning("ignoring the tuning cache %s (bad chunk or unavailable gemm); measuring again", path)
         return None
     return plan
 
@@ -119,10 +124,11 @@ def measure(threads: int, dtype: torch.dtype = torch.float32, d: int = 512) -> P
     g = torch.nn.functional.normalize(torch.randn(n_g, d, generator=gen, dtype=dtype), dim=1)
     source, scoring = Embeddings(g, "gallery"), Scoring("dot", None)
     times = {}
-    for cq, cg in CANDIDATES:
-        plan = Plan(threads=threads, query_chunk=cq, gallery_chunk=cg)
-        times[(cq, cg)] = _time(lambda p=plan: fused_candidates(q, source, 18, scoring, p))
-    (cq, cg), best = min(times.items(), key=lambda item: item[1])
+    for gemm in _gemm.available():
+        for cq, cg in CANDIDATES:
+            plan = Plan(threads=threads, query_chunk=cq, gallery_chunk=cg, gemm=gemm)
+            times[(gemm, cq, cg)] = _time(lambda p=plan: fused_candidates(q, source, 18, scoring, p))
+    (gemm, cq, cg), best = min(times.items(), key=lambda item: item[1])
     speedup = None
     faiss: Any = None
     with contextlib.suppress(ImportError):
@@ -137,7 +143,7 @@ def measure(threads: int, dtype: torch.dtype = torch.float32, d: int = 512) -> P
         finally:
             faiss.omp_set_num_threads(previous)
     _log.info("mmgeom topk tuning: %s, faiss speedup %s", times, speedup)
-    return Plan(threads=threads, query_chunk=cq, gallery_chunk=cg, faiss_speedup=speedup, source="measured")
+    return Plan(threads, cq, cg, faiss_speedup=speedup, source="measured", gemm=gemm)
 
 
 def plan_for(flops: float, dtype: torch.dtype, force: bool = False) -> Plan:
