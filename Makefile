@@ -3,7 +3,7 @@ VENV ?= .venv
 SHELL := /bin/bash
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-slow lint typecheck bench-retrieval bench-losses clean
+.PHONY: install demo test test-slow lint typecheck bench-retrieval bench-losses bench-trainer bench-import bench-store-training clean
 
 install:
 	@bash scripts/bootstrap.sh
@@ -37,6 +37,15 @@ bench-retrieval: install
 
 bench-losses: install
 	$(BIN)/python benchmarks/bench_losses.py
+
+bench-trainer: install
+	$(BIN)/python benchmarks/bench_trainer.py
+
+bench-import: install
+	$(BIN)/python benchmarks/bench_import.py
+
+bench-store-training: install
+	$(BIN)/python benchmarks/bench_store_training.py
 
 study-%: install
 	$(BIN)/mmgeom study $* --out benchmarks/results/$*
