@@ -34,12 +34,13 @@ from ._select import SENTINEL
 _local = threading.local()
 
 
-def _buffer(n: int, dtype: torch.dtype) -> Tensor:
-    """A per-thread flat buffer of at least ``n`` elements, reused across calls."""
-    buf: Tensor | None = getattr(_local, "buffer", None)
+def thread_buffer(local: threading.local, name: str, n: int, dtype: torch.dtype) -> Tensor:
+    """A flat buffer of at least ``n`` elements kept on ``local`` under ``name``: each worker thread
+    reuses its own across blocks and calls (no multi-MB allocation per block)."""
+    buf: Tensor | None = getattr(local, name, None)
     if buf is None or buf.numel() < n or buf.dtype != dtype:
         buf = torch.empty(n, dtype=dtype)
-        _local.buffer = buf
+        setattr(local, name, buf)
     return buf
 
 
@@ -59,7 +60,7 @@ def scan_rows(
     Runs on the calling thread: one GEMM per ``cg``-wide sub-chunk, merged straight after.
     """
     rows = q1 - q0
-    buf = _buffer(rows * min(cg, g.shape[0]), q.dtype)
+    buf = thread_buffer(_local, "block", rows * min(cg, g.shape[0]), q.dtype)
     qs, rv, ri = q[q0:q1], run_values[q0:q1], run_index[q0:q1]
     for c0, c1 in chunk_ranges(g.shape[0], cg):
         block = buf[: rows * (c1 - c0)].view(rows, c1 - c0)

@@ -26,6 +26,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import _native
+from ._fused import thread_buffer
 from ._gemm import block_scores, single_threaded
 from ._inputs import Embeddings, chunk_ranges
 from ._plan import Plan
@@ -36,18 +37,6 @@ from .relevance import Relevance
 BAND_CAPACITY = 1 << 14
 
 _local = threading.local()
-
-
-def _buffers(n: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    block: Tensor | None = getattr(_local, "block", None)
-    if block is None or block.numel() < n or block.dtype != dtype:
-        block = torch.empty(n, dtype=dtype)
-        _local.block = block
-    band: Tensor | None = getattr(_local, "band", None)
-    if band is None:
-        band = torch.empty(BAND_CAPACITY, 3, dtype=torch.long)
-        _local.band = band
-    return block, band
 
 
 def _band_by_tensors(block: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
@@ -71,7 +60,8 @@ def _scan(
     gemm: str = "torch",
 ) -> None:
     rows = q1 - q0
-    buf, band = _buffers(rows * min(cg, g.shape[0]), q.dtype)
+    buf = thread_buffer(_local, "block", rows * min(cg, g.shape[0]), q.dtype)
+    band = thread_buffer(_local, "band", 3 * BAND_CAPACITY, torch.long)[: 3 * BAND_CAPACITY].view(-1, 3)
     qs, lo_r, hi_r, above_r = q[q0:q1], lo[q0:q1], hi[q0:q1], above[q0:q1]
     for c0, c1 in chunk_ranges(g.shape[0], cg):
         block = buf[: rows * (c1 - c0)].view(rows, c1 - c0)
