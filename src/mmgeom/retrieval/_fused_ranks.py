@@ -19,7 +19,7 @@ chunked path; so the ranks are the same exact ranks.
 from __future__ import annotations
 
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
 
 import torch
 from torch import Tensor
@@ -143,20 +143,31 @@ def fused_ranks(
                 nxt = prepare(*g_ranges[j + 1])
             for f in futures:
                 f.result()
-    hits = [h for per_task in found for h in per_task]
-    if hits:
-        _settle(torch.cat(hits), keys, pos, above)
+        hits = [h for per_task in found for h in per_task]
+        if hits:
+            _settle(torch.cat(hits), keys, pos, above, pool, plan.threads)
     return torch.where(valid, above, n_g)
 
 
-def _settle(hits: Tensor, keys: ExactKeys, pos: Tensor, above: Tensor) -> None:
-    """Add to ``above`` the band items that are exactly before their positive."""
+def _settle(hits: Tensor, keys: ExactKeys, pos: Tensor, above: Tensor, pool: Executor, threads: int) -> None:
+    """Add to ``above`` the band items that are exactly before their positive.
+
+    The exact keys (float64 rows gathered and multiplied) are computed in ``threads`` slices on the pool:
+    with positives in the dense middle of the score distribution they are most of the remaining work.
+    """
     rows, cols, ps = hits[:, 0], hits[:, 1], hits[:, 2]
     other = cols != pos[rows, ps]
     rows, cols, ps = rows[other], cols[other], ps[other]
     if rows.numel() == 0:
         return
-    pairs, inverse = torch.unique(torch.stack([rows, ps], dim=1), dim=0, return_inverse=True)
-    key_p = keys(pairs[:, 0], pos[pairs[:, 0], pairs[:, 1]])[inverse]
-    before = exact_before(keys(rows, cols), cols, key_p, pos[rows, ps])
-    above.index_put_((rows, ps), before.to(torch.long), accumulate=True)
+    # each positive with a band item: one exact key, found through a flat (row, p) code
+    width = pos.shape[1]
+    codes, inverse = torch.unique(rows * width + ps, return_inverse=True)
+    key_p = keys(codes // width, pos.view(-1)[codes])[inverse]
+    slices = chunk_ranges(rows.numel(), -(-rows.numel() // threads))
+
+    def before(a: int, b: int) -> Tensor:
+        return exact_before(keys(rows[a:b], cols[a:b]), cols[a:b], key_p[a:b], pos[rows[a:b], ps[a:b]])
+
+    parts = [f.result() for f in [pool.submit(before, a, b) for a, b in slices]]
+    above.index_put_((rows, ps), torch.cat(parts).to(torch.long), accumulate=True)
