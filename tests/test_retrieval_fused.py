@@ -297,3 +297,18 @@ def test_tune_measures_and_reports(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert out["gemm"] in ("torch", "numpy")
     assert out["backend_auto"] in ("torch", "faiss") and out["source"] == "measured"
     assert _tune.plan_for(1e15, torch.float32).source == "cached"
+
+
+def test_rescoring_in_slices_equals_one_slice() -> None:
+    """With two threads the candidates are rescored in one slice per thread; one thread: one slice."""
+    q, g = data(n_q=300, n_g=500)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        s2, i2 = topk(q, g, 7)
+        torch.set_num_threads(1)
+        s1, i1 = topk(q, g, 7)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(i1, i2) and torch.equal(s1, s2)
+    assert torch.equal(i1, brute_topk(q, g, 7, "cosine"))

@@ -93,6 +93,7 @@ def rescore_candidates(
     scoring: Scoring,
     out_dtype: torch.dtype,
     budget_bytes: int,
+    query_offset: int = 0,
 ) -> tuple[Tensor, Tensor]:
     """Exact scores of the candidates and the best ``k`` in (score desc, index asc) order.
 
@@ -104,6 +105,7 @@ def rescore_candidates(
         scoring: metric and optional magnitudes.
         out_dtype: dtype of the returned scores.
         budget_bytes: memory budget for the gathered rows.
+        query_offset: index of the query row of ``candidates[0]`` (a slice of the queries).
 
     Returns:
         ``(scores, indices)``, each ``(N_q, k)``.
@@ -137,7 +139,7 @@ def rescore_candidates(
                     )
                 else:
                     g = gallery.rows(flat)
-                q = query.chunk(b0 + start, b0 + stop, check=False)
+                q = query.chunk(query_offset + b0 + start, query_offset + b0 + stop, check=False)
                 exact[start:stop] = exact_scores(q, g.to(dev).view(stop - start, c, d), scoring, cand, work)
             v, i = order_by_score_then_index(exact, candidates[b0:b1])
             scores[b0:b1], indices[b0:b1] = v[:, :k], i[:, :k]
