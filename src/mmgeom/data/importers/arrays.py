@@ -62,7 +62,7 @@ class _Shard:
         self.path, self.key = path, key
         suffix = path.suffix.lower()
         self._loaded: np.ndarray | None = None
-        self.data_offset = None
+        self.data_offset: int | None = None
         self._fd: int | None = None
         if suffix == ".npy":
             try:
@@ -72,7 +72,7 @@ class _Shard:
             self.shape, self.dtype = tuple(arr.shape), arr.dtype
             if arr.flags.c_contiguous and isinstance(arr, np.memmap):
                 # Rows are contiguous after the header: read them with preadv, keep no map.
-                self.data_offset: int | None = int(arr.offset)
+                self.data_offset = int(arr.offset)
                 del arr
             else:  # Fortran order (or an empty array): slice the map
                 self.data_offset = None
@@ -118,7 +118,7 @@ class _Shard:
             return
         if self._fd is None:
             self._fd = os.open(self.path, os.O_RDONLY)
-        view = memoryview(out.reshape(-1).view(np.uint8))
+        view = out.reshape(-1).view(np.uint8).data
         pos = self.data_offset + a * self.shape[1] * self.dtype.itemsize
         done = 0
         while done < len(view):  # preadv may return fewer bytes than asked
