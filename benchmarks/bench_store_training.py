@@ -7,10 +7,11 @@ Each mode runs in its own child process: ``store`` trains from ``data.store`` (e
 read from the store files with ``preadv``), ``memory`` from the same rows' float32 tensors held in memory
 (the ``--memory-rows`` first training rows: an in-memory copy of all 1M rows x 3 x 512 float32 would
 take 6 GB, twice during standardisation; a step's cost does not depend on how many rows it samples from).
-Both time ``--steps`` calls of ``Trainer.train_step`` after 5 warm-up steps (best of 3 blocks;
-each mode runs twice, alternating, and keeps its faster run: the machine is shared), batch 1024, InfoNCE, MLP heads
-512 -> 512 -> 256. Memory: the child's ``VmHWM`` minus its ``VmRSS`` after building and stepping an
-encoder and AdamW of the same size without data (so "beyond model and optimizer"; target <= 1 GB).
+Both time ``--steps`` calls of ``Trainer.train_step`` after 5 warm-up steps (best of 3 blocks; each
+mode runs twice, alternating, and keeps its faster run: the machine is shared), batch 1024, InfoNCE,
+MLP heads 512 -> 512 -> 256. Memory: the child's ``VmHWM`` minus its ``VmRSS`` after building and
+stepping an encoder and AdamW of the same size without data (so "beyond model and optimizer"; target
+<= 1 GB).
 Results go to ``benchmarks/results/store_training/<cpu-slug>.{md,json}`` (:mod:`_machine`).
 """
 
