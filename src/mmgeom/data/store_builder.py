@@ -21,71 +21,23 @@ returns, so a store that exists survives a power cut.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .split import DEFAULT_FRACTIONS, check_fractions
+from .store_files import RowFile, boot_id, fsync_dir, fsync_json, replace_json, save_npy
 from .store_format import MANIFEST, FeatureStoreError, feature_file, mask_file
 from .store_writer import build_manifest, check_target, replace_folder
 
 __all__ = ["StoreBuilder", "seeded_split"]
 
 _STATE = "state.json"
-# Hand written rows to the kernel's writeback in steps of this many bytes (see _RowFile.write_rows).
-_KICK_BYTES = 64 << 20
-
-
-def boot_id() -> str:
-    """This boot's id (Linux), or ``""`` where unknown: unsynced rows of another boot are not trusted."""
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="utf-8").strip()
-    except OSError:
-        return ""
-
-
-def _replace_json(path: Path, obj: object) -> None:
-    """Write ``path`` atomically against a killed process (no fsync: see the module docstring)."""
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=2)
-    os.replace(tmp, path)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename inside ``path`` durable (POSIX: fsync the directory)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory handles
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fsync_json(path: Path, obj: object) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=2)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _save(path: Path, arr: np.ndarray) -> None:
-    with open(path, "wb") as fh:
-        np.save(fh, arr, allow_pickle=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-
 
 _SEEDED_NAMES = ("test", "train", "val")  # sorted, as the manifest lists split names
 
@@ -126,57 +78,6 @@ def seeded_split(labels: np.ndarray | None, n: int, fractions: Sequence[float], 
     """
     codes, names = seeded_split_codes(labels, n, fractions, seed)
     return np.asarray(names, dtype="<U5")[codes]
-
-
-class _RowFile:
-    """A preallocated ``.npy`` file written row block by row block with ``pwrite``.
-
-    Plain positional writes, not a memory map: pages of a shared map stay in the process's resident set
-    until unmapped, which would grow memory with the store; written pages here live only in the page
-    cache. The header is numpy's own (``open_memmap`` creates the file), so the bytes match ``np.save``.
-    """
-
-    def __init__(self, path: Path, dtype: str, shape: tuple[int, ...], *, create: bool) -> None:
-        self.path, self.dtype, self.shape = path, np.dtype(dtype), shape
-        if create:
-            arr = np.lib.format.open_memmap(path, mode="w+", dtype=self.dtype, shape=shape)
-            del arr  # a sparse file: header + zero-length holes, nothing resident
-        row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * self.dtype.itemsize
-        self.row_bytes = row_bytes
-        self.offset = path.stat().st_size - shape[0] * row_bytes
-        if self.offset <= 0:
-            raise FeatureStoreError(f"{path}: size {path.stat().st_size} does not fit {shape} {self.dtype}")
-        self.fd: int | None = os.open(path, os.O_RDWR)
-        self._kicked = 0  # bytes before this offset were handed to writeback (see write_rows)
-
-    def write_rows(self, start: int, values: np.ndarray) -> None:
-        data = np.ascontiguousarray(values, dtype=self.dtype)
-        assert self.fd is not None
-        view = data.reshape(-1).view(np.uint8).data
-        pos, done = self.offset + start * self.row_bytes, 0
-        while done < len(view):  # pwrite may write less than asked
-            done += os.pwrite(self.fd, view[done:], pos + done)
-        end = pos + done
-        if end - self._kicked >= _KICK_BYTES and hasattr(os, "posix_fadvise"):
-            # Start writing the rows behind us to disk now (asynchronous writeback) and drop them from
-            # the page cache once clean: the final fsync then waits for little, and an import of a
-            # store larger than memory does not push everything else out of the page cache.
-            os.posix_fadvise(self.fd, self._kicked, end - self._kicked, os.POSIX_FADV_DONTNEED)
-            self._kicked = end
-
-    def sync(self) -> None:
-        if self.fd is not None:
-            os.fsync(self.fd)
-
-    def read_all(self) -> np.ndarray:
-        # pwrite and read share the page cache: no fsync needed to read back what was written.
-        return np.load(self.path, allow_pickle=False)
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.fsync(self.fd)
-            os.close(self.fd)
-            self.fd = None
 
 
 class StoreBuilder:
@@ -227,12 +128,19 @@ class StoreBuilder:
             self._discard_work()
             self.work.mkdir(parents=True)
         self.rows_done = int(old["rows_done"]) if resume and old is not None else 0
+        self._writeback = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmgeom-writeback")
         self.features = {
-            m: _RowFile(self.work / feature_file(m), t, (self.num_rows, d), create=not resume)
+            m: RowFile(
+                self.work / feature_file(m),
+                t,
+                (self.num_rows, d),
+                create=not resume,
+                writeback=self._writeback,
+            )
             for m, (d, t) in self.specs.items()
         }
         self.present = {
-            m: _RowFile(self.work / f"presence-{m}.npy", "bool", (self.num_rows,), create=not resume)
+            m: RowFile(self.work / f"presence-{m}.npy", "bool", (self.num_rows,), create=not resume)
             for m in self.specs
         }
         self.commit_seconds = float(commit_seconds)
@@ -244,7 +152,7 @@ class StoreBuilder:
                 stale.unlink()
         state["rows_done"] = self.rows_done
         self._state = state
-        _replace_json(self.work / _STATE, state)
+        replace_json(self.work / _STATE, state)
 
     def _read_state(self) -> dict[str, Any] | None:
         try:
@@ -304,7 +212,7 @@ class StoreBuilder:
         self.rows_done = first + len(cols[0])
         self._pending = []
         self._state["rows_done"] = self.rows_done
-        _replace_json(self.work / _STATE, self._state)
+        replace_json(self.work / _STATE, self._state)
         self._committed_at = time.monotonic()
 
     def _rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -385,11 +293,12 @@ class StoreBuilder:
             raise FeatureStoreError(f"import: row {row} has no modality present")
         for f in (*self.features.values(), *self.present.values()):
             f.close()
+        self._writeback.shutdown(wait=True)
         for m, keep in kept.items():
-            _save(self.work / mask_file(m), keep)
-        _save(self.work / "ids.npy", ids)
-        _save(self.work / "labels.npy", labels)
-        _save(self.work / "split.npy", codes)
+            save_npy(self.work / mask_file(m), keep)
+        save_npy(self.work / "ids.npy", ids)
+        save_npy(self.work / "labels.npy", labels)
+        save_npy(self.work / "split.npy", codes)
         shapes = {m: np.empty((0, d), dtype=t) for m, (d, t) in self.specs.items()}
         manifest = build_manifest(
             self.num_rows, shapes, kept, ids, codes, names, json.loads(json.dumps(meta))
@@ -398,9 +307,9 @@ class StoreBuilder:
         self.present.clear()
         for extra in [*self.work.glob("rows-*.npz"), *self.work.glob("presence-*.npy"), self.work / _STATE]:
             extra.unlink()
-        _fsync_json(self.work / MANIFEST, manifest)
-        _fsync_dir(self.work)
+        fsync_json(self.work / MANIFEST, manifest)
+        fsync_dir(self.work)
         check_target(self.target, self.overwrite)  # nothing new appeared at the target meanwhile
         replace_folder(self.work, self.target)
-        _fsync_dir(self.target.parent)  # the rename itself
+        fsync_dir(self.target.parent)  # the rename itself
         return self.target
