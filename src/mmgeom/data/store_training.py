@@ -197,11 +197,14 @@ class StoreRows(MultiViewDataset):
         back = np.empty_like(order)
         back[order] = np.arange(order.size)
         sorted_rows = rows[order]
+        back_t = torch.from_numpy(back)
         views: dict[str, Tensor] = {}
         mask: dict[str, Tensor] = {}
         for m in self.modalities:
             # preadv, not the memory map: nothing of the store stays mapped into the process.
-            x = torch.from_numpy(self.store.take(m, sorted_rows)[back].astype(np.float32))
+            # Reorder and widen in torch: tensors torch allocates are several times faster for the
+            # threaded in-place standardisation below than a fresh numpy array (measured, 2 threads).
+            x = torch.from_numpy(self.store.take(m, sorted_rows)).index_select(0, back_t).float()
             keep = torch.from_numpy(self.store.present(m, sorted_rows)[back])
             complete = bool(keep.all())
             if self.standardizer is not None:
