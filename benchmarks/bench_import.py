@@ -248,7 +248,8 @@ def main() -> None:
             text = bench_text(Path(tmp), args.text_rows)
         else:
             old = json.loads(json_path.read_text())
-            text = dict(old["text"], carried_from=f"{old['date']}, `{old['command']}`")
+            first = old["text"].get("carried_from") or f"{old['date']}, `{old['command']}`"
+            text = dict(old["text"], carried_from=first)
     res = {
         "command": "python "
         + " ".join(shlex.quote(a) for a in ["benchmarks/bench_import.py", *sys.argv[1:]]),
