@@ -363,3 +363,61 @@ def test_nonfinite_rows_matches_isfinite(dtype: type) -> None:
     x[21, 1] = np.finfo(dtype).tiny / 2  # nor a subnormal
     np.testing.assert_array_equal(nonfinite_rows(x), ~np.isfinite(x).all(axis=1))
     np.testing.assert_array_equal(np.flatnonzero(nonfinite_rows(x)), [3, 10, 11])
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_any_nonfinite_matches_isfinite_across_steps(dtype: type) -> None:
+    from mmgeom.data.importers.base import _STEP, any_nonfinite
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3 * _STEP // 64 + 5, 64)).astype(dtype)  # several fused steps, a ragged tail
+    x[7, 3] = np.finfo(dtype).max
+    assert not any_nonfinite(x) and np.isfinite(x).all()
+    for bad in (np.nan, np.inf, -np.inf):
+        y = x.copy()
+        y[-1, -1] = bad  # in the last, partial step
+        assert any_nonfinite(y)
+        y = x.copy()
+        y[x.shape[0] // 2, 10] = bad
+        assert any_nonfinite(y)
+    assert any_nonfinite(np.asfortranarray(np.where(np.eye(4) > 0, np.nan, 1.0).astype(dtype)))
+
+
+def test_resume_trusts_rows_of_this_boot_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mmgeom.data import store_builder
+
+    def builder() -> store_builder.StoreBuilder:
+        return store_builder.StoreBuilder(
+            tmp_path / "s", 6, {"a": (2, "float32")}, {"k": 1}, commit_seconds=0
+        )
+
+    b = builder()
+    b.write(
+        0,
+        {"a": np.ones((3, 2), np.float32)},
+        {"a": np.ones(3, bool)},
+        np.arange(3),
+        -np.ones(3),
+        np.zeros(3, "<U1"),
+    )
+    assert b.rows_done == 3
+    assert builder().rows_done == 3  # same boot: resumed
+    monkeypatch.setattr(store_builder, "boot_id", lambda: "another-boot")
+    assert builder().rows_done == 0  # rows written before a reboot may not be on disk: start over
+
+
+def test_fortran_order_and_mixed_precision_shards(tmp_path: Path) -> None:
+    # preadv reads C-ordered shards; a Fortran-ordered one is sliced instead, and a float16 shard next to
+    # a float32 one is widened: all must equal numpy's concatenation, across block boundaries.
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(9, 3)).astype(np.float32)
+    b = np.asfortranarray(rng.normal(size=(7, 3)).astype(np.float32))
+    c = rng.normal(size=(6, 3)).astype(np.float16)
+    for k, arr in enumerate((a, b, c)):
+        np.save(tmp_path / f"x_{k}.npy", arr)
+    np.save(tmp_path / "y.npy", rng.normal(size=(22, 2)).astype(np.float16))
+    src = ArraysSource({"x": str(tmp_path / "x_*.npy"), "y": tmp_path / "y.npy"})
+    store = FeatureStore.open(run_import(src, tmp_path / "s", chunk_rows=4))
+    assert store.dtypes["x"] == "float32"
+    np.testing.assert_array_equal(store.array("x"), np.concatenate([a, b, c.astype(np.float32)]))
+    np.testing.assert_array_equal(store.array("y"), np.load(tmp_path / "y.npy"))

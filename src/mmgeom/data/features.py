@@ -10,6 +10,8 @@ the target, which is renamed into place after every file is flushed.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,12 @@ class FeatureStore:
         self.path = path
         self.manifest = manifest
         self._arrays: dict[str, np.ndarray] = {}
+        self._fds: dict[str, int] = {}
+
+    def __del__(self) -> None:
+        for fd in getattr(self, "_fds", {}).values():
+            with contextlib.suppress(OSError):  # already closed
+                os.close(fd)
 
     # ------------------------------------------------------------------------------------ writing
 
@@ -254,6 +262,61 @@ class FeatureStore:
         full = rows is None and split is None
         out = torch.from_numpy(np.array(arr if full else arr[idx]))
         return out if dtype is None else out.to(dtype)
+
+    def take(self, modality: str, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``rows`` of ``modality`` in the stored dtype, read with ``os.preadv`` (no memory map).
+
+        Reading from a memory map leaves every touched page mapped into the process (and the kernel maps
+        up to 16 neighbouring pages per fault), so random-row batches grow the resident set until the
+        pages are released; ``preadv`` copies the bytes from the page cache into ``out`` and maps
+        nothing. Runs of consecutive rows are read in one call, so a sorted block of rows costs a few
+        large sequential reads.
+
+        Args:
+            modality: modality name.
+            rows: ``(b,)`` int64 row indices (any order; sorted is fastest).
+            out: optional ``(b, D)`` C-contiguous array of the stored dtype to fill (a reused buffer).
+
+        Returns:
+            ``out`` (or a new array) holding the rows in the order asked.
+
+        Raises:
+            FeatureStoreError: an unknown modality, a bad row index, an ``out`` of the wrong shape/dtype.
+        """
+        arr = self.array(modality)  # validated header, shape and dtype
+        idx = check_rows(rows, self.num_rows)
+        dim, dtype = int(arr.shape[1]), arr.dtype
+        if out is None:
+            out = np.empty((idx.size, dim), dtype)
+        elif out.shape != (idx.size, dim) or out.dtype != dtype or not out.flags.c_contiguous:
+            raise FeatureStoreError(
+                f"out: expected a C-contiguous ({idx.size}, {dim}) {dtype} array, got {out.dtype} {out.shape}"
+            )
+        if idx.size == 0:
+            return out
+        offset = getattr(arr, "offset", None)
+        if offset is None or not arr.flags.c_contiguous:  # not a plain C-ordered map: slice it
+            out[...] = arr[idx]
+            return out
+        file = self.manifest["modalities"][modality]["file"]
+        fd = self._fds.get(file)
+        if fd is None:
+            fd = self._fds[file] = os.open(self.path / file, os.O_RDONLY)
+        row_bytes = dim * dtype.itemsize
+        buf = out.reshape(-1).view(np.uint8).data
+        # Runs of consecutive rows: one read each.
+        breaks = np.flatnonzero(np.diff(idx) != 1) + 1
+        starts = np.concatenate([[0], breaks]).tolist()
+        ends = np.concatenate([breaks, [idx.size]]).tolist()
+        first_rows = idx[starts].tolist()
+        for a, b, r in zip(starts, ends, first_rows, strict=True):
+            view, pos, done = buf[a * row_bytes : b * row_bytes], int(offset) + r * row_bytes, 0
+            while done < len(view):  # preadv may return fewer bytes than asked
+                got = os.preadv(fd, [view[done:]], pos + done)
+                if got == 0:
+                    raise FeatureStoreError(f"{self.path / file}: ends before row {r + b - a - 1}")
+                done += got
+        return out
 
     def iter_chunks(
         self, modality: str, chunk_size: int = 4096, split: str | Sequence[str] | None = None

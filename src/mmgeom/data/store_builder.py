@@ -1,28 +1,37 @@
 """Write a feature store block by block: bounded memory, resumable, finalised atomically.
 
 The importers (:mod:`mmgeom.data.importers`) know the row count and each modality's width before they
-read a row, so the builder preallocates every ``features-<m>.npy`` as a memory map in a work folder
-``.<name>.import`` next to the target and fills it in row order. After each block the maps are flushed and
-``state.json`` records how many rows are done (written last, atomically), so a killed import reopens the
-work folder and continues from there. Because every byte of the final files is a function of the input
-alone (the ``.npy`` headers, the rows, the seeded split), a resumed import ends byte-identical to an
-uninterrupted one. :meth:`StoreBuilder.finalise` writes ids, labels, split, masks and the manifest, then
-renames the work folder into place, so a reader never sees half a store.
+read a row, so the builder preallocates every ``features-<m>.npy`` in a work folder ``.<name>.import``
+next to the target and fills it in row order with ``pwrite``. Every ``commit_seconds`` ``state.json``
+records how many rows are done (replaced atomically), so a killed import reopens the work folder and
+continues from there. Because every byte of the final files is a function of the input alone (the
+``.npy`` headers, the rows, the seeded split), a resumed import ends byte-identical to an uninterrupted
+one. :meth:`StoreBuilder.finalise` writes ids, labels, split, masks and the manifest, fsyncs everything
+once, then renames the work folder into place, so a reader never sees half a store.
+
+**Durability.** Written rows are not fsynced block by block: a killed process (SIGKILL, OOM killer,
+Ctrl-C, a crash) loses nothing the kernel accepted, since ``pwrite`` puts the bytes in the page cache,
+which outlives the process. Only a crash of the operating system or a power cut can lose unsynced
+pages; ``state.json`` therefore records the boot id (``/proc/sys/kernel/random/boot_id``) and an import
+resumed after a reboot starts over instead of trusting rows that may not have reached the disk. The
+finished store is fsynced (every file, then the folder rename) before :meth:`StoreBuilder.finalise`
+returns, so a store that exists survives a power cut.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .split import DEFAULT_FRACTIONS, check_fractions
+from .store_files import RowFile, boot_id, fsync_dir, fsync_json, replace_json, save_npy
 from .store_format import MANIFEST, FeatureStoreError, feature_file, mask_file
 from .store_writer import build_manifest, check_target, replace_folder
 
@@ -30,32 +39,18 @@ __all__ = ["StoreBuilder", "seeded_split"]
 
 _STATE = "state.json"
 
-
-def _fsync_json(path: Path, obj: object) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=2)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+_SEEDED_NAMES = ("test", "train", "val")  # sorted, as the manifest lists split names
 
 
-def _save(path: Path, arr: np.ndarray) -> None:
-    with open(path, "wb") as fh:
-        np.save(fh, arr, allow_pickle=False)
-        fh.flush()
-        os.fsync(fh.fileno())
+def seeded_split_codes(
+    labels: np.ndarray | None, n: int, fractions: Sequence[float], seed: int
+) -> tuple[np.ndarray, list[str]]:
+    """:func:`seeded_split` as ``(uint8 codes, names)`` without a string per row (cheap at millions of rows).
 
-
-def seeded_split(labels: np.ndarray | None, n: int, fractions: Sequence[float], seed: int) -> np.ndarray:
-    """``(n,)`` split names: stratified by class when every row has a label (``>= 0``), else random.
-
-    Stratified: in each class of ``k`` rows, ``round(k * f_val)`` rows go to ``val`` and ``round(k * f_test)``
-    to ``test``, chosen by ``default_rng([seed, class]).permutation(k)`` (the rule of
-    :func:`mmgeom.data.stratified_split`). Random: the same rule over all rows with ``default_rng([seed])``.
+    ``names`` holds only the splits that received rows, sorted; ``codes`` index it.
     """
     _, f_val, f_test = check_fractions(fractions)
-    out = np.full(n, "train", dtype="<U5")
+    codes = np.full(n, 1, dtype=np.uint8)  # "train"
     groups: list[tuple[list[int], np.ndarray]] = []
     if labels is not None and labels.size and (labels >= 0).all():
         groups = [([seed, int(c)], np.flatnonzero(labels == c)) for c in np.unique(labels)]
@@ -65,52 +60,24 @@ def seeded_split(labels: np.ndarray | None, n: int, fractions: Sequence[float], 
         k = rows.size
         n_val, n_test = round(k * f_val), round(k * f_test)
         perm = rows[np.random.default_rng(key).permutation(k)]
-        out[perm[:n_val]] = "val"
-        out[perm[n_val : n_val + n_test]] = "test"
-    return out
+        codes[perm[:n_val]] = 2
+        codes[perm[n_val : n_val + n_test]] = 0
+    used = np.bincount(codes, minlength=3) > 0
+    if not used.all():  # drop empty splits and renumber the rest
+        remap = np.cumsum(used) - 1
+        codes = remap.astype(np.uint8)[codes]
+    return codes, [name for name, u in zip(_SEEDED_NAMES, used, strict=True) if u]
 
 
-class _RowFile:
-    """A preallocated ``.npy`` file written row block by row block with ``pwrite``.
+def seeded_split(labels: np.ndarray | None, n: int, fractions: Sequence[float], seed: int) -> np.ndarray:
+    """``(n,)`` split names: stratified by class when every row has a label (``>= 0``), else random.
 
-    Plain positional writes, not a memory map: pages of a shared map stay in the process's resident set
-    until unmapped, which would grow memory with the store; written pages here live only in the page
-    cache. The header is numpy's own (``open_memmap`` creates the file), so the bytes match ``np.save``.
+    Stratified: in each class of ``k`` rows, ``round(k * f_val)`` rows go to ``val`` and ``round(k * f_test)``
+    to ``test``, chosen by ``default_rng([seed, class]).permutation(k)`` (the rule of
+    :func:`mmgeom.data.stratified_split`). Random: the same rule over all rows with ``default_rng([seed])``.
     """
-
-    def __init__(self, path: Path, dtype: str, shape: tuple[int, ...], *, create: bool) -> None:
-        self.path, self.dtype, self.shape = path, np.dtype(dtype), shape
-        if create:
-            arr = np.lib.format.open_memmap(path, mode="w+", dtype=self.dtype, shape=shape)
-            del arr  # a sparse file: header + zero-length holes, nothing resident
-        row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * self.dtype.itemsize
-        self.row_bytes = row_bytes
-        self.offset = path.stat().st_size - shape[0] * row_bytes
-        if self.offset <= 0:
-            raise FeatureStoreError(f"{path}: size {path.stat().st_size} does not fit {shape} {self.dtype}")
-        self.fd: int | None = os.open(path, os.O_RDWR)
-
-    def write_rows(self, start: int, values: np.ndarray) -> None:
-        data = np.ascontiguousarray(values, dtype=self.dtype)
-        assert self.fd is not None
-        view = data.reshape(-1).view(np.uint8).data
-        pos, done = self.offset + start * self.row_bytes, 0
-        while done < len(view):  # pwrite may write less than asked
-            done += os.pwrite(self.fd, view[done:], pos + done)
-
-    def sync(self) -> None:
-        if self.fd is not None:
-            os.fsync(self.fd)
-
-    def read_all(self) -> np.ndarray:
-        self.sync()
-        return np.load(self.path, allow_pickle=False)
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.fsync(self.fd)
-            os.close(self.fd)
-            self.fd = None
+    codes, names = seeded_split_codes(labels, n, fractions, seed)
+    return np.asarray(names, dtype="<U5")[codes]
 
 
 class StoreBuilder:
@@ -123,8 +90,8 @@ class StoreBuilder:
         fingerprint: JSON description of the input and options; a work folder left by an import with
             another fingerprint is discarded instead of resumed.
         overwrite: replace an existing store at ``target`` (never something that is not a store).
-        commit_seconds: make written rows durable (fsync) and record them in ``state.json`` at most this
-            often (and at the end); a killed import redoes at most this much work. ``0``: every block.
+        commit_seconds: record the rows written so far in ``state.json`` at most this often (and at the
+            end); a killed import redoes at most this much work. ``0``: every block.
 
     Raises:
         FeatureStoreError: ``target`` exists (without ``overwrite``, or is not a store); bad specs.
@@ -154,17 +121,26 @@ class StoreBuilder:
         }
         state = json.loads(json.dumps(state))  # tuples -> lists, so a reloaded state compares equal
         old = self._read_state()
+        # Unsynced rows are trusted only within the boot that wrote them (module docstring).
+        state["boot_id"] = boot_id()
         resume = old is not None and {k: old.get(k) for k in state} == state
         if not resume:
             self._discard_work()
             self.work.mkdir(parents=True)
         self.rows_done = int(old["rows_done"]) if resume and old is not None else 0
+        self._writeback = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmgeom-writeback")
         self.features = {
-            m: _RowFile(self.work / feature_file(m), t, (self.num_rows, d), create=not resume)
+            m: RowFile(
+                self.work / feature_file(m),
+                t,
+                (self.num_rows, d),
+                create=not resume,
+                writeback=self._writeback,
+            )
             for m, (d, t) in self.specs.items()
         }
         self.present = {
-            m: _RowFile(self.work / f"presence-{m}.npy", "bool", (self.num_rows,), create=not resume)
+            m: RowFile(self.work / f"presence-{m}.npy", "bool", (self.num_rows,), create=not resume)
             for m in self.specs
         }
         self.commit_seconds = float(commit_seconds)
@@ -176,7 +152,7 @@ class StoreBuilder:
                 stale.unlink()
         state["rows_done"] = self.rows_done
         self._state = state
-        _fsync_json(self.work / _STATE, state)
+        replace_json(self.work / _STATE, state)
 
     def _read_state(self) -> dict[str, Any] | None:
         try:
@@ -226,21 +202,17 @@ class StoreBuilder:
             self.commit()
 
     def commit(self) -> None:
-        """Make the rows written so far durable, then record them in ``state.json`` (in that order)."""
+        """Record the rows written so far in ``state.json`` (after their ids/labels/split side file)."""
         if not self._pending:
             return
-        for f in (*self.features.values(), *self.present.values()):
-            f.sync()
         first = self._pending[0][0]
         cols = [np.concatenate([p[k] for p in self._pending]) for k in (1, 2, 3)]
         with open(self.work / f"rows-{first:012d}.npz", "wb") as fh:
             np.savez(fh, ids=cols[0], labels=cols[1], split=cols[2])
-            fh.flush()
-            os.fsync(fh.fileno())
         self.rows_done = first + len(cols[0])
         self._pending = []
         self._state["rows_done"] = self.rows_done
-        _fsync_json(self.work / _STATE, self._state)
+        replace_json(self.work / _STATE, self._state)
         self._committed_at = time.monotonic()
 
     def _rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -278,7 +250,9 @@ class StoreBuilder:
         meta = dict(metadata or {})
         if ids.dtype.kind == "U" and (ids == "").any():
             raise FeatureStoreError(f"ids: row {int(np.flatnonzero(ids == '')[0])} has an empty id")
-        values, counts = np.unique(ids, return_counts=True)
+        # Increasing integer ids (row numbers, the default) are unique without a sort.
+        increasing = ids.dtype.kind in "iu" and bool((ids[1:] > ids[:-1]).all())
+        values, counts = (ids[:0], ids[:0]) if increasing else np.unique(ids, return_counts=True)
         if (counts > 1).any():
             dup = values[counts > 1][0]
             rows = np.flatnonzero(ids == dup)[:2].tolist()
@@ -300,10 +274,13 @@ class StoreBuilder:
             row = int(np.flatnonzero(~given)[0])
             raise FeatureStoreError(f"split: row {row} has no split name; give one for every row or none")
         if not given.any():
-            split = seeded_split(labels, self.num_rows, fractions, seed)
+            codes, names = seeded_split_codes(labels, self.num_rows, fractions, seed)
             meta["split"] = {"seed": seed, "fractions": list(check_fractions(fractions))}
-        names = sorted(set(split.tolist()))
-        codes = np.searchsorted(np.asarray(names), split).astype(np.uint8)
+        else:
+            uniq, inverse = np.unique(split, return_inverse=True)
+            names = [str(v) for v in uniq]
+            codes = inverse.reshape(-1).astype(np.uint8)
+        del split
         anything = np.zeros(self.num_rows, dtype=bool)
         kept: dict[str, np.ndarray] = {}
         for m, f in self.present.items():
@@ -316,11 +293,12 @@ class StoreBuilder:
             raise FeatureStoreError(f"import: row {row} has no modality present")
         for f in (*self.features.values(), *self.present.values()):
             f.close()
+        self._writeback.shutdown(wait=True)
         for m, keep in kept.items():
-            _save(self.work / mask_file(m), keep)
-        _save(self.work / "ids.npy", ids)
-        _save(self.work / "labels.npy", labels)
-        _save(self.work / "split.npy", codes)
+            save_npy(self.work / mask_file(m), keep)
+        save_npy(self.work / "ids.npy", ids)
+        save_npy(self.work / "labels.npy", labels)
+        save_npy(self.work / "split.npy", codes)
         shapes = {m: np.empty((0, d), dtype=t) for m, (d, t) in self.specs.items()}
         manifest = build_manifest(
             self.num_rows, shapes, kept, ids, codes, names, json.loads(json.dumps(meta))
@@ -329,7 +307,9 @@ class StoreBuilder:
         self.present.clear()
         for extra in [*self.work.glob("rows-*.npz"), *self.work.glob("presence-*.npy"), self.work / _STATE]:
             extra.unlink()
-        _fsync_json(self.work / MANIFEST, manifest)
+        fsync_json(self.work / MANIFEST, manifest)
+        fsync_dir(self.work)
         check_target(self.target, self.overwrite)  # nothing new appeared at the target meanwhile
         replace_folder(self.work, self.target)
+        fsync_dir(self.target.parent)  # the rename itself
         return self.target

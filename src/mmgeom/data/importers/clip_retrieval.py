@@ -76,7 +76,7 @@ class ClipRetrievalSource(ArraysSource):
             b = table.num_rows
             yield Block(
                 first,
-                {m: a.read(first, first + b) for m, a in self.arrays.items()},
+                self.read_features(first, first + b, chunk_rows),
                 ids=self._column(table, self.id_column, first),
                 labels=self._column(table, self.label_column, first),
                 split=self._column(table, self.split_column, first),
