@@ -30,6 +30,7 @@ from ._gemm import block_scores, single_threaded
 from ._inputs import Embeddings, Scoring, chunk_ranges, scale_gallery_chunk, scaled_norm_max
 from ._plan import Plan
 from ._select import SENTINEL
+from ._threads import one_thread_here
 
 _local = threading.local()
 
@@ -59,6 +60,7 @@ def scan_rows(
 
     Runs on the calling thread: one GEMM per ``cg``-wide sub-chunk, merged straight after.
     """
+    one_thread_here()
     rows = q1 - q0
     buf = thread_buffer(_local, "block", rows * min(cg, g.shape[0]), q.dtype)
     qs, rv, ri = q[q0:q1], run_values[q0:q1], run_index[q0:q1]

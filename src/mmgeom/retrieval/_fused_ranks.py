@@ -30,6 +30,7 @@ from ._fused import thread_buffer
 from ._gemm import block_scores, single_threaded
 from ._inputs import Embeddings, chunk_ranges
 from ._plan import Plan
+from ._threads import one_thread_here
 from ._ties import ExactKeys, exact_before, tie_band
 from .relevance import Relevance
 
@@ -59,6 +60,7 @@ def _scan(
     found: list[Tensor],
     gemm: str = "torch",
 ) -> None:
+    one_thread_here()
     rows = q1 - q0
     buf = thread_buffer(_local, "block", rows * min(cg, g.shape[0]), q.dtype)
     band = thread_buffer(_local, "band", 3 * BAND_CAPACITY, torch.long)[: 3 * BAND_CAPACITY].view(-1, 3)
@@ -167,6 +169,7 @@ def _settle(hits: Tensor, keys: ExactKeys, pos: Tensor, above: Tensor, pool: Exe
     slices = chunk_ranges(rows.numel(), -(-rows.numel() // threads))
 
     def before(a: int, b: int) -> Tensor:
+        one_thread_here()
         return exact_before(keys(rows[a:b], cols[a:b]), cols[a:b], key_p[a:b], pos[rows[a:b], ps[a:b]])
 
     parts = [f.result() for f in [pool.submit(before, a, b) for a, b in slices]]

@@ -32,3 +32,14 @@ def limited_threads(n: int | None = None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def one_thread_here() -> None:
+    """Make torch's operations on the calling worker thread single-threaded.
+
+    ``torch.set_num_threads`` on the main thread does not reach threads that already exist: OpenMP keeps
+    the thread count per thread, so a pool thread would open a team of all cores for every torch
+    operation and oversubscribe the machine while its siblings work. Worker tasks call this first.
+    """
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)

@@ -22,7 +22,7 @@ from ._inputs import (
     prepare_query,
 )
 from ._plan import DEFAULT_MEMORY_MB
-from ._threads import limited_threads
+from ._threads import limited_threads, one_thread_here
 from ._tune import plan_for
 from .rescore import (
     candidate_count,
@@ -177,12 +177,11 @@ def _rescore(
         return rescore_candidates(q_src, g_src, candidates, k, scoring, out_dtype, budget)
     pool = _native.executor(threads)
     slices = chunk_ranges(n_q, -(-n_q // threads))
+
+    def rescore(a: int, b: int) -> tuple[Tensor, Tensor]:
+        one_thread_here()
+        return rescore_candidates(q_src, g_src, candidates[a:b], k, scoring, out_dtype, budget // threads, a)
+
     with limited_threads(1):
-        futures = [
-            pool.submit(
-                rescore_candidates, q_src, g_src, candidates[a:b], k, scoring, out_dtype, budget // threads, a
-            )
-            for a, b in slices
-        ]
-        parts = [f.result() for f in futures]
+        parts = [f.result() for f in [pool.submit(rescore, a, b) for a, b in slices]]
     return torch.cat([v for v, _ in parts]), torch.cat([i for _, i in parts])
