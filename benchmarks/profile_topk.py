@@ -46,15 +46,15 @@ def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 
 @contextmanager
 def instrumented() -> Iterator[None]:
-    saved = (_fused.block_scores, _fused._native.merge_rows, search.rescore_candidates, _native.merge_into)
+    saved = (_fused.block_scores, _fused._native.merge_rows, search._rescore, _native.merge_into)
     _fused.block_scores = timed("GEMM (summed over workers)", _gemm.block_scores)
     _native.merge_rows = timed("merge (summed over workers)", saved[1])
     _native.merge_into = timed("merge (blocked engine)", saved[3])
-    search.rescore_candidates = timed("exact rescoring", saved[2])
+    search._rescore = timed("exact rescoring", saved[2])
     try:
         yield
     finally:
-        _fused.block_scores, _native.merge_rows, search.rescore_candidates, _native.merge_into = saved
+        _fused.block_scores, _native.merge_rows, search._rescore, _native.merge_into = saved
 
 
 def main(argv: list[str] | None = None) -> int:
