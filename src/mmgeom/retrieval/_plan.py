@@ -48,7 +48,7 @@ def rank_chunks(n_q: int, n_g: int, d: int, itemsize: int, budget: int) -> tuple
 #: Gallery rows prepared (converted, normalised) at a time by the fused engines; two are alive at once.
 PREPARE_ROWS = 16384
 #: FAISS must beat the fused engine by this factor before ``backend="auto"`` picks it (noise margin).
-FAISS_MARGIN = 1.05
+FAISS_MARGIN = 1.10
 
 
 @dataclass(frozen=True)
