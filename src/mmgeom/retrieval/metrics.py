@@ -179,14 +179,14 @@ def topk_metrics(
     ks: Sequence[int] = (1, 5, 10),
     metric: str = "cosine",
     gallery_magnitudes: Tensor | np.ndarray | None = None,
-    backend: str = "torch",
+    backend: str = "auto",
     chunk_size: int | tuple[int, int] | None = None,
     max_memory_mb: float | None = None,
     progress: bool = False,
 ) -> dict[str, float]:
     """The cut-off metrics (hit@K, recall@K, precision@K, nDCG@K) from exact top-``max(ks)`` search.
 
-    Runs :func:`topk` with ``k = max(ks)`` (either backend: their results are identical) and reads each
+    Runs :func:`topk` with ``k = max(ks)`` (any backend: their results are identical) and reads each
     query's positives off its result list; the definitions are those of :func:`retrieval_metrics`, with
     the ranks of :func:`topk`'s order (float64 rescored scores). Metrics of the whole ranking (``mrr``,
     ``map``, ``median_rank``, ``mean_rank``) need every positive's rank and are not returned: use
@@ -196,7 +196,7 @@ def topk_metrics(
     Args:
         query, gallery, relevance, ks, metric, gallery_magnitudes, chunk_size, max_memory_mb, progress:
             as in :func:`retrieval_metrics`.
-        backend: ``"torch"`` or ``"faiss"`` (see :func:`topk`).
+        backend: ``"auto"``, ``"torch"`` or ``"faiss"`` (see :func:`topk`).
 
     Returns:
         ``{"hit@K", "recall@K", "precision@K", "ndcg@K"}`` for each K, as floats.
