@@ -124,29 +124,35 @@ _EXPONENT = {
     np.dtype(np.float32): (np.uint32, 0x7F800000),
     np.dtype(np.float64): (np.uint64, 0x7FF0000000000000),
 }
-# Elements per step of the fused check: 128-512 KB, so the masked copy stays in the L2 cache.
-_STEP = 1 << 16
+_SIGNED = {np.uint16: np.int16, np.uint32: np.int32, np.uint64: np.int64}
+# Elements per step of the check: 512 KB of float16, 1 MB of float32, so the second reduction finds the
+# step in the L2 cache; larger than that pays a numpy call overhead per 128 KB for nothing (measured:
+# 30 us per MB of float16 at 2^18 elements, 48 us at 2^16, on the 2-core AMD EPYC of 2026-12-05).
+_STEP = 1 << 18
 
 
 def any_nonfinite(x: np.ndarray) -> bool:
-    """Whether ``x`` holds a NaN or Inf anywhere: one pass, in cache-sized steps, no full-size temporary.
+    """Whether ``x`` holds a NaN or Inf anywhere: two read-only reductions per cache-sized step.
 
-    Each step masks the exponent bits into a small scratch buffer (all ones <=> NaN or Inf, IEEE 754)
-    and takes its maximum while the step is still in cache, so the block is read from memory once; the
-    exact rows are found only when this says there is something to find.
+    IEEE 754 keeps the exponent in the bits just below the sign; a value is NaN or Inf iff they are all
+    ones. Read as a signed integer, a value with the sign bit clear is non-finite iff it is
+    ``>= exponent mask`` (e.g. ``0x7C00`` for float16); read as an unsigned integer, one with the sign
+    bit set is non-finite iff it is ``>= sign | exponent mask`` (``0xFC00``), since every pattern above
+    has the sign and all exponent bits set. So the signed maximum and the unsigned maximum of a step
+    decide it, with no masked copy written; the exact rows are found only when this says there is
+    something to find (:func:`nonfinite_rows`).
     """
     bits = _EXPONENT.get(x.dtype)
     if bits is None or not x.flags.c_contiguous:
         return not bool(np.isfinite(x).all())
     utype, exp = bits
     flat = x.reshape(-1).view(utype)
-    scratch = np.empty(min(_STEP, flat.size), utype)
-    top = utype(exp)
+    signed = flat.view(_SIGNED[utype])
+    width = 8 * flat.itemsize
+    pos_top = _SIGNED[utype](exp)  # sign clear, exponent all ones: +Inf, the smallest of these NaN/Inf
+    neg_top = utype(exp | (1 << (width - 1)))  # sign set, exponent all ones: -Inf
     for i in range(0, flat.size, _STEP):
-        part = flat[i : i + _STEP]
-        s = scratch[: part.size]
-        np.bitwise_and(part, top, out=s)
-        if s.max() == top:
+        if signed[i : i + _STEP].max() >= pos_top or flat[i : i + _STEP].max() >= neg_top:
             return True
     return False
 
