@@ -8,9 +8,11 @@ What it measures, on one disk (a temporary folder under ``--work``):
 * **precomputed embeddings**: the clip-retrieval layout with ``--rows`` rows x 2 modalities x 512 float16
   in 4 shards each (``img_emb/img_emb_*.npy``, ``text_emb/text_emb_*.npy``), imported by
   ``run_import`` (the library call) and by ``mmgeom import --clip-retrieval`` (the CLI, interpreter and
-  torch start-up included), each in a fresh child process; against ``cp -r`` of the same two folders
-  (the same bytes read and written on the same disk) and ``cp -r`` followed by ``sync`` of the copies
-  (the import fsyncs the finished store; plain ``cp`` leaves its copy dirty in the page cache).
+  torch start-up included), each in a fresh child process, durable (the default: the finished store is
+  fsynced) and with ``durable=False`` / ``--no-sync`` (no fsync, like ``cp``); against ``cp -r`` of the
+  same two folders (the same bytes read and written on the same disk) and ``cp -r`` followed by
+  ``sync`` of the copies. The like-for-like pairs: durable import vs ``cp`` + ``sync``, ``--no-sync``
+  import vs plain ``cp`` (which leaves its copy dirty in the page cache).
   Throughput = input bytes / wall time; target >= 0.5x ``cp``. Each child's own peak resident set
   (``VmHWM``, which includes the interpreter and torch) is the memory figure; target <= 512 MB. All
   run with the inputs in the page cache, after a ``sync``, alternating ``--repeats`` times (fastest
@@ -86,9 +88,12 @@ _CLI = (
 )
 _LIB = (
     "import sys, time; from mmgeom.data.importers import ClipRetrievalSource, run_import; "
-    "t = time.perf_counter(); run_import(ClipRetrievalSource(sys.argv[1]), sys.argv[2]); "
+    "t = time.perf_counter(); "
+    "run_import(ClipRetrievalSource(sys.argv[1]), sys.argv[2], durable=sys.argv[3] == 'durable'); "
     f"print(time.perf_counter() - t, {_PEAK})"
 )
+# What runs, in the order alternated: the references and each import (library / CLI, durable / not).
+_KINDS = ("cp", "cp_sync", "lib", "lib_nosync", "cli", "cli_nosync")
 
 
 def bench_embeddings(work: Path, rows: int, repeats: int = 2) -> dict:
@@ -98,11 +103,17 @@ def bench_embeddings(work: Path, rows: int, repeats: int = 2) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     cli = [sys.executable, "-c", _CLI, "import", str(work / "store"), "--clip-retrieval", str(inputs)]
     lib = [sys.executable, "-c", _LIB, str(inputs), str(work / "store")]
-    best = {"cp": float("inf"), "cp_sync": float("inf"), "cli": float("inf"), "lib": float("inf")}
-    rss = {"cli": 0.0, "lib": 0.0}
+    children = {
+        "lib": [*lib, "durable"],
+        "lib_nosync": [*lib, "nosync"],
+        "cli": [*cli, "--no-progress"],
+        "cli_nosync": [*cli, "--no-progress", "--no-sync"],
+    }
+    best = dict.fromkeys(_KINDS, float("inf"))
+    rss = dict.fromkeys(children, 0.0)
     copy = ["cp", "-r", str(inputs / "img_emb"), str(inputs / "text_emb"), str(work / "cp")]
     for _ in range(repeats):  # alternate, keep each one's fastest run: the machine is shared
-        for what in ("cp", "cp_sync", "cli", "lib"):
+        for what in _KINDS:
             shutil.rmtree(work / "cp", ignore_errors=True)
             shutil.rmtree(work / "store", ignore_errors=True)
             subprocess.run(["sync"], check=True)  # deletions and earlier copies written back first
@@ -114,35 +125,30 @@ def bench_embeddings(work: Path, rows: int, repeats: int = 2) -> dict:
                     subprocess.run(["sync", *map(str, (work / "cp").rglob("*.npy"))], check=True)
                 best[what] = min(best[what], time.perf_counter() - t0)
             else:
-                wall, peak = _import_child([*cli, "--no-progress"] if what == "cli" else lib, env)
+                wall, peak = _import_child(children[what], env)
                 best[what] = min(best[what], wall)
                 rss[what] = max(rss[what], peak)
     shutil.rmtree(work / "cp", ignore_errors=True)
     shutil.rmtree(work / "store", ignore_errors=True)
     mb = nbytes / 1e6
-    return {
+    out = {
         "rows": rows,
         "modalities": 2,
         "dim": 512,
         "dtype": "float16",
         "input_bytes": nbytes,
         "repeats": repeats,
-        "cp_seconds": best["cp"],
-        "cp_sync_seconds": best["cp_sync"],
-        "import_seconds": best["cli"],
-        "library_seconds": best["lib"],
-        "cp_MBps": mb / best["cp"],
-        "cp_sync_MBps": mb / best["cp_sync"],
-        "import_MBps": mb / best["cli"],
-        "library_MBps": mb / best["lib"],
-        "ratio_to_cp": best["cp"] / best["cli"],
-        "ratio_to_cp_sync": best["cp_sync"] / best["cli"],
-        "library_ratio_to_cp": best["cp"] / best["lib"],
-        "library_ratio_to_cp_sync": best["cp_sync"] / best["lib"],
-        "peak_rss_MB": rss["cli"],
-        "library_peak_rss_MB": rss["lib"],
         "peak_rss_note": "each import child's own VmHWM (interpreter, numpy and torch included)",
     }
+    for what in _KINDS:
+        out[f"{what}_seconds"] = best[what]
+        out[f"{what}_MBps"] = mb / best[what]
+    for what in children:  # the like-for-like reference first, the other one second
+        ref, other = ("cp", "cp_sync") if what.endswith("nosync") else ("cp_sync", "cp")
+        out[f"{what}_ratio_to_{ref}"] = best[ref] / best[what]
+        out[f"{what}_ratio_to_{other}"] = best[other] / best[what]
+        out[f"{what}_peak_rss_MB"] = rss[what]
+    return out
 
 
 def bench_text(work: Path, rows: int, batch: int = 64) -> dict:
@@ -178,13 +184,25 @@ def bench_text(work: Path, rows: int, batch: int = 64) -> dict:
     }
 
 
+def _row(e: dict, what: str, label: str) -> str:
+    ref, other = ("cp", "cp_sync") if what.endswith("nosync") else ("cp_sync", "cp")
+    names = {"cp": "`cp -r`", "cp_sync": "`cp -r` + `sync`"}
+    return (
+        f"| {label} | {e['rows']:,} | {e[what + '_MBps']:.0f} MB/s ({e[what + '_seconds']:.2f} s) | "
+        f"{names[ref]} {e[ref + '_MBps']:.0f} MB/s ({e[ref + '_seconds']:.2f} s) | "
+        f"**{e[f'{what}_ratio_to_{ref}']:.2f}x** | {e[f'{what}_ratio_to_{other}']:.2f}x | >= 0.5x | "
+        f"{e[what + '_peak_rss_MB']:.0f} MB |"
+    )
+
+
 def markdown(res: dict) -> str:
     e, t = res["embeddings"], res["text"]
     text_row = (
         f"| text column -> MiniLM -> store | {t['rows']:,} | {t['import_rows_per_s']:.0f} rows/s | "
-        f"encoder directly {t['direct_rows_per_s']:.0f} rows/s | {t['ratio_to_direct']:.2f}x | >= 0.9x | |"
+        f"encoder directly {t['direct_rows_per_s']:.0f} rows/s | {t['ratio_to_direct']:.2f}x | | >= 0.9x | |"
     )
     carried = t.get("carried_from")
+    clip = "npy shards (clip-retrieval layout) -> store, 2 x 512 fp16"
     return "\n".join(
         [
             "# `mmgeom import` throughput",
@@ -193,28 +211,23 @@ def markdown(res: dict) -> str:
             f"{describe(res['machine'])}  ",
             f"Date: {res['date']}",
             "",
-            "| what | rows | mmgeom | reference | ratio | target | peak RSS |",
-            "|---|---|---|---|---|---|---|",
-            f"| npy shards (clip-retrieval layout) -> store, 2 x 512 fp16, library call (`run_import`) | "
-            f"{e['rows']:,} | {e['library_MBps']:.0f} MB/s ({e['library_seconds']:.2f} s) | `cp -r` "
-            f"{e['cp_MBps']:.0f} MB/s ({e['cp_seconds']:.2f} s) | {e['library_ratio_to_cp']:.2f}x | >= 0.5x "
-            f"| {e['library_peak_rss_MB']:.0f} MB (target <= 512) |",
-            f"| same, against `cp -r` + `sync` of the copies | | | {e['cp_sync_MBps']:.0f} MB/s "
-            f"({e['cp_sync_seconds']:.2f} s) | {e['library_ratio_to_cp_sync']:.2f}x | | |",
-            f"| same through the CLI (`mmgeom import --clip-retrieval`, interpreter and torch start-up "
-            f"included) | {e['rows']:,} | {e['import_MBps']:.0f} MB/s ({e['import_seconds']:.2f} s) | "
-            f"`cp -r` / `cp -r` + `sync` | {e['ratio_to_cp']:.2f}x / {e['ratio_to_cp_sync']:.2f}x | "
-            f">= 0.5x | {e['peak_rss_MB']:.0f} MB (target <= 512) |",
+            "| what | rows | mmgeom | like-for-like reference | ratio | ratio to the other `cp` | target "
+            "| peak RSS (<= 512 MB) |",
+            "|---|---|---|---|---|---|---|---|",
+            _row(e, "lib", f"{clip}, library call (`run_import`), durable (default)"),
+            _row(e, "lib_nosync", "same, `run_import(..., durable=False)` (no fsync)"),
+            _row(e, "cli", "same through the CLI (`mmgeom import --clip-retrieval`, start-up included)"),
+            _row(e, "cli_nosync", "same through the CLI with `--no-sync`"),
             text_row,
             "",
             f"Times are the fastest of {e['repeats']} alternating runs of each (the machine is shared), with "
-            "the inputs in the page cache and `sync` before each run. The import writes every byte once "
-            "with `pwrite`, hands written rows to writeback as it goes and fsyncs the store once before "
-            "renaming it into place, so a finished store is durable; `cp` leaves its copy dirty in the page "
-            "cache, `cp` + `sync` makes it durable too: the like-for-like figure. Peak RSS is each import "
-            "child's own `VmHWM` (interpreter, numpy and torch included; importing torch alone is about "
-            "220 MB). (`ru_maxrss`, used before, is carried over from the parent through fork + exec on "
-            "Linux, so it reported the benchmark process's own peak after generating the inputs.)",
+            "the inputs in the page cache and `sync` before each run. Rows whose shards already hold the "
+            "store's dtype are checked for NaN/Inf by reading them in 1 MB steps and copied into the store "
+            "inside the kernel (`copy_file_range`). The durable import fsyncs the store once before "
+            "renaming it into place, so its like-for-like reference is `cp` + `sync` of the copies; "
+            "`--no-sync` leaves the store to the kernel's writeback, as plain `cp` leaves its copy dirty "
+            "in the page cache: its reference is plain `cp`. Peak RSS is each import child's own `VmHWM` "
+            "(interpreter, numpy and torch included; importing torch alone is about 220 MB).",
             *(
                 [
                     "",

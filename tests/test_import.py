@@ -381,6 +381,24 @@ def test_any_nonfinite_matches_isfinite_across_steps(dtype: type) -> None:
         y[x.shape[0] // 2, 10] = bad
         assert any_nonfinite(y)
     assert any_nonfinite(np.asfortranarray(np.where(np.eye(4) > 0, np.nan, 1.0).astype(dtype)))
+    y = x.copy()
+    y[5, 5] = -np.abs(np.array(np.nan, dtype))  # a NaN with its sign bit set
+    assert np.signbit(y[5, 5]) and any_nonfinite(y)
+
+
+def test_any_nonfinite_on_every_float16_bit_pattern() -> None:
+    from mmgeom.data.importers.base import any_nonfinite
+
+    every = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    want = ~np.isfinite(every)
+    assert want.sum() == 2 * 1024  # +-Inf and 2 * 1023 NaN payloads
+    got = np.asarray([any_nonfinite(every[i : i + 1]) for i in range(every.size)])
+    np.testing.assert_array_equal(got, want)
+    # and in larger arrays: a finite array with one non-finite value placed anywhere
+    finite = every[np.isfinite(every)]
+    assert not any_nonfinite(finite)
+    for v in every[want][::97]:
+        assert any_nonfinite(np.concatenate([finite[:1000], [v], finite[1000:]]))
 
 
 def test_resume_trusts_rows_of_this_boot_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

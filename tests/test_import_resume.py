@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -26,16 +27,20 @@ from mmgeom.data import store_builder
 from mmgeom.data.importers import ArraysSource, TableSource, run_import
 
 kind, root, target, kill_after = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-write = store_builder.StoreBuilder.write
+hook = sys.argv[5] if len(sys.argv) > 5 else "write"  # "copy_rows": die between kernel copies of a block
+method = getattr(store_builder.StoreBuilder, hook)
 count = [0]
 
-def dying_write(self, *args, **kwargs):
-    write(self, *args, **kwargs)
+def dying(self, *args, **kwargs):
+    method(self, *args, **kwargs)
     count[0] += 1
     if count[0] == kill_after:
         os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no finally: as a power cut or the OOM killer
 
-store_builder.StoreBuilder.write = dying_write
+setattr(store_builder.StoreBuilder, hook, dying)
+if hook == "copy_rows":
+    from mmgeom.data.importers import base
+    base._COPY_STEP = 24  # several copies per block, so the kill lands inside one
 if kind == "arrays":
     src = ArraysSource({"image": str(root / "img_*.npy"), "text": str(root / "txt_*.npy")})
 else:
@@ -64,14 +69,22 @@ def _run(args: list[str]) -> int:
     return subprocess.run([sys.executable, "-c", script, *args], env=env, check=False).returncode
 
 
-@pytest.mark.parametrize("kind", ["arrays", "table"])
-def test_killed_import_resumes_byte_identical(tmp_path: Path, kind: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "hook", "kill_after"),
+    [("arrays", "write", "3"), ("table", "write", "3"), ("arrays", "copy_rows", "9")],
+)
+def test_killed_import_resumes_byte_identical(tmp_path: Path, kind: str, hook: str, kill_after: str) -> None:
+    # "arrays" goes through the kernel-copy fast path (every shard matches its store dtype); with the
+    # "copy_rows" hook the kill lands after some but not all of a block's copies.
     _inputs(tmp_path)
     assert _run([kind, str(tmp_path), str(tmp_path / "whole"), "0"]) == 0  # 0: never killed
-    rc = _run([kind, str(tmp_path), str(tmp_path / "resumed"), "3"])
+    rc = _run([kind, str(tmp_path), str(tmp_path / "resumed"), kill_after, hook])
     assert rc == -signal.SIGKILL
     assert not (tmp_path / "resumed").exists()  # no half store at the target
     assert (tmp_path / ".resumed.import" / "state.json").is_file()
+    if hook == "copy_rows":
+        state = json.loads((tmp_path / ".resumed.import" / "state.json").read_text())
+        assert 0 < state["rows_done"] < 33 and state["rows_done"] % 7 == 0  # died inside a block
     assert _run([kind, str(tmp_path), str(tmp_path / "resumed"), "0"]) == 0
     whole = sorted(p.name for p in (tmp_path / "whole").iterdir())
     assert whole == sorted(p.name for p in (tmp_path / "resumed").iterdir())

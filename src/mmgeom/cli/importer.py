@@ -146,9 +146,19 @@ def import_command(
     seed: Annotated[int, typer.Option(help="Seed of the split written when there is no split column.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing store at OUT.")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    no_sync: Annotated[
+        bool,
+        typer.Option(
+            "--no-sync",
+            help="Do not fsync the finished store (faster, like cp): the kernel writes it back later, and "
+            "an operating-system crash or power cut before then can lose or corrupt the finished store. "
+            "A killed import still resumes exactly.",
+        ),
+    ] = False,
 ) -> None:
     """Import your own data into a feature store: chunked, resumable (run it again after an interruption),
-    written atomically. Exactly one input kind: --array, --clip-retrieval, --table, --image-folder, --tar.
+    written atomically, fsynced before it appears (unless --no-sync). Exactly one input kind: --array,
+    --clip-retrieval, --table, --image-folder, --tar.
     """
     from ..data import FeatureStore
     from ..data.importers import run_import
@@ -166,6 +176,7 @@ def import_command(
             seed=seed,
             overwrite=overwrite,
             progress=progress,
+            durable=not no_sync,
         )
         return FeatureStore.open(path)
 

@@ -15,7 +15,10 @@ which outlives the process. Only a crash of the operating system or a power cut 
 pages; ``state.json`` therefore records the boot id (``/proc/sys/kernel/random/boot_id``) and an import
 resumed after a reboot starts over instead of trusting rows that may not have reached the disk. The
 finished store is fsynced (every file, then the folder rename) before :meth:`StoreBuilder.finalise`
-returns, so a store that exists survives a power cut.
+returns, so a store that exists survives a power cut. With ``durable=False`` (``mmgeom import
+--no-sync``) nothing is fsynced and no writeback is started, as ``cp`` does: the store is complete for
+every reader as soon as the rename is done, but an operating-system crash or power cut before the
+kernel has written it back can lose or corrupt a finished store.
 """
 
 from __future__ import annotations
@@ -92,6 +95,7 @@ class StoreBuilder:
         overwrite: replace an existing store at ``target`` (never something that is not a store).
         commit_seconds: record the rows written so far in ``state.json`` at most this often (and at the
             end); a killed import redoes at most this much work. ``0``: every block.
+        durable: fsync the finished store before it is renamed into place (see the module docstring).
 
     Raises:
         FeatureStoreError: ``target`` exists (without ``overwrite``, or is not a store); bad specs.
@@ -106,8 +110,9 @@ class StoreBuilder:
         *,
         overwrite: bool = False,
         commit_seconds: float = 2.0,
+        durable: bool = True,
     ) -> None:
-        self.target, self.overwrite = Path(target), overwrite
+        self.target, self.overwrite, self.durable = Path(target), overwrite, bool(durable)
         check_target(self.target, overwrite)
         if num_rows < 1:
             raise FeatureStoreError(f"import: the input has {num_rows} rows; expected at least one")
@@ -135,12 +140,16 @@ class StoreBuilder:
                 t,
                 (self.num_rows, d),
                 create=not resume,
-                writeback=self._writeback,
+                # Without durability there is no final fsync to shorten: leave writeback to the kernel.
+                writeback=self._writeback if self.durable else None,
+                durable=self.durable,
             )
             for m, (d, t) in self.specs.items()
         }
         self.present = {
-            m: RowFile(self.work / f"presence-{m}.npy", "bool", (self.num_rows,), create=not resume)
+            m: RowFile(
+                self.work / f"presence-{m}.npy", "bool", (self.num_rows,), create=not resume, durable=False
+            )
             for m in self.specs
         }
         self.commit_seconds = float(commit_seconds)
@@ -172,10 +181,20 @@ class StoreBuilder:
             )
         shutil.rmtree(self.work)
 
+    def copy_rows(self, modality: str, start: int, src: int, src_pos: int, nbytes: int, where: str) -> None:
+        """Copy rows of ``modality`` from ``start`` on from a file's bytes, in the kernel (no conversion).
+
+        The rows count as written only once :meth:`write` is called for their block (with ``None`` as
+        their features): a resume redoes them until then.
+        """
+        if start < self.rows_done:
+            raise FeatureStoreError(f"import: rows from {start} are committed already")
+        self.features[modality].copy_rows(start, src, src_pos, nbytes, where)
+
     def write(
         self,
         start: int,
-        features: Mapping[str, np.ndarray],
+        features: Mapping[str, np.ndarray | None],
         present: Mapping[str, np.ndarray],
         ids: np.ndarray,
         labels: np.ndarray,
@@ -184,7 +203,8 @@ class StoreBuilder:
         """Write rows ``start .. start + b`` (``start`` must equal :attr:`rows_done`), then record them.
 
         Args:
-            features: modality → ``(b, D)`` values (absent rows: anything finite, stored as given).
+            features: modality → ``(b, D)`` values (absent rows: anything finite, stored as given), or
+                ``None`` where the rows were placed with :meth:`copy_rows` already.
             present: modality → ``(b,)`` bool.
             ids: ``(b,)`` int64 or str ids.
             labels: ``(b,)`` int64 class ids (-1: none) or str class names ("": none).
@@ -194,7 +214,8 @@ class StoreBuilder:
             raise FeatureStoreError(f"import: block starts at row {start}, expected {self.rows_done}")
         b = len(ids)
         for m, x in features.items():
-            self.features[m].write_rows(start, x)
+            if x is not None:
+                self.features[m].write_rows(start, x)
             self.present[m].write_rows(start, present[m])
         self._pending.append((start, np.asarray(ids), np.asarray(labels), np.asarray(split)))
         done = start + b == self.num_rows
@@ -295,10 +316,10 @@ class StoreBuilder:
             f.close()
         self._writeback.shutdown(wait=True)
         for m, keep in kept.items():
-            save_npy(self.work / mask_file(m), keep)
-        save_npy(self.work / "ids.npy", ids)
-        save_npy(self.work / "labels.npy", labels)
-        save_npy(self.work / "split.npy", codes)
+            save_npy(self.work / mask_file(m), keep, self.durable)
+        save_npy(self.work / "ids.npy", ids, self.durable)
+        save_npy(self.work / "labels.npy", labels, self.durable)
+        save_npy(self.work / "split.npy", codes, self.durable)
         shapes = {m: np.empty((0, d), dtype=t) for m, (d, t) in self.specs.items()}
         manifest = build_manifest(
             self.num_rows, shapes, kept, ids, codes, names, json.loads(json.dumps(meta))
@@ -307,9 +328,9 @@ class StoreBuilder:
         self.present.clear()
         for extra in [*self.work.glob("rows-*.npz"), *self.work.glob("presence-*.npy"), self.work / _STATE]:
             extra.unlink()
-        fsync_json(self.work / MANIFEST, manifest)
-        fsync_dir(self.work)
+        fsync_json(self.work / MANIFEST, manifest, self.durable)
+        fsync_dir(self.work, self.durable)
         check_target(self.target, self.overwrite)  # nothing new appeared at the target meanwhile
         replace_folder(self.work, self.target)
-        fsync_dir(self.target.parent)  # the rename itself
+        fsync_dir(self.target.parent, self.durable)  # the rename itself
         return self.target

@@ -7,6 +7,7 @@ durable when, and why.
 from __future__ import annotations
 
 import ctypes
+import errno
 import json
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,7 +18,16 @@ import numpy as np
 
 from .store_format import FeatureStoreError
 
-__all__ = ["RowFile", "boot_id", "fsync_dir", "fsync_json", "replace_json", "save_npy"]
+__all__ = [
+    "RowFile",
+    "boot_id",
+    "copy_range",
+    "fsync_dir",
+    "fsync_json",
+    "read_exact",
+    "replace_json",
+    "save_npy",
+]
 
 # Hand written rows to the kernel's writeback in steps of this many bytes (see RowFile.write_rows).
 _KICK_BYTES = 64 << 20
@@ -39,8 +49,10 @@ def replace_json(path: Path, obj: object) -> None:
     os.replace(tmp, path)
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename inside ``path`` durable (POSIX: fsync the directory)."""
+def fsync_dir(path: Path, durable: bool = True) -> None:
+    """Make a rename inside ``path`` durable (POSIX: fsync the directory); nothing when not ``durable``."""
+    if not durable:
+        return
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:  # pragma: no cover - platforms without directory handles
@@ -53,20 +65,82 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def fsync_json(path: Path, obj: object) -> None:
+def fsync_json(path: Path, obj: object, durable: bool = True) -> None:
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(obj, fh, indent=2)
         fh.flush()
-        os.fsync(fh.fileno())
+        if durable:
+            os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
-def save_npy(path: Path, arr: np.ndarray) -> None:
+def save_npy(path: Path, arr: np.ndarray, durable: bool = True) -> None:
     with open(path, "wb") as fh:
         np.save(fh, arr, allow_pickle=False)
         fh.flush()
-        os.fsync(fh.fileno())
+        if durable:
+            os.fsync(fh.fileno())
+
+
+def read_exact(fd: int, out: memoryview, pos: int, where: str) -> None:
+    """Fill ``out`` with the bytes of ``fd`` from ``pos`` on (``preadv`` may return fewer than asked).
+
+    Raises:
+        FeatureStoreError: the file ends first (``where`` names it).
+    """
+    done = 0
+    while done < len(out):
+        got = os.preadv(fd, [out[done:]], pos + done)
+        if got == 0:
+            raise FeatureStoreError(f"{where}: ends early (truncated while importing?)")
+        done += got
+
+
+# errno values meaning "this kernel / filesystem pair cannot copy in the kernel": try the next way.
+_UNSUPPORTED = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ETXTBSY}
+# The ways still worth trying in this process; one that failed as unsupported is not tried again.
+_COPY_WAYS = ["copy_file_range", "sendfile"]
+
+
+def _copy_step(way: str, src: int, src_pos: int, dst: int, dst_pos: int, n: int) -> int:
+    if way == "copy_file_range":
+        return os.copy_file_range(src, dst, n, src_pos, dst_pos)
+    os.lseek(dst, dst_pos, os.SEEK_SET)  # sendfile writes at the output's own file position
+    return os.sendfile(dst, src, src_pos, n)
+
+
+def copy_range(src: int, src_pos: int, dst: int, dst_pos: int, nbytes: int, where: str) -> None:
+    """Copy ``nbytes`` from ``src`` at ``src_pos`` to ``dst`` at ``dst_pos`` inside the kernel.
+
+    ``os.copy_file_range`` moves the bytes page cache to page cache (or shares the blocks, on
+    filesystems that clone) without passing them through this process; where the kernel or filesystem
+    pair does not support it (``EXDEV`` across filesystems, ``ENOSYS``, ``EOPNOTSUPP``, ``EINVAL``)
+    ``os.sendfile`` is tried, then plain ``pread`` + ``pwrite``. The bytes written are the same whichever
+    way copied them (see ``copy_file_range(2)``, ``sendfile(2)``).
+
+    Raises:
+        FeatureStoreError: the source ends before ``src_pos + nbytes`` (``where`` names it).
+    """
+    done = 0
+    while done < nbytes:
+        got = -1
+        while got < 0 and _COPY_WAYS:
+            try:
+                got = _copy_step(_COPY_WAYS[0], src, src_pos + done, dst, dst_pos + done, nbytes - done)
+            except OSError as err:
+                if err.errno not in _UNSUPPORTED:
+                    raise
+                del _COPY_WAYS[0]  # unsupported here: never try it again in this process
+        if got < 0:  # neither kernel copy works here: through a user-space buffer
+            data = os.pread(src, min(nbytes - done, 8 << 20), src_pos + done)
+            got = len(data)
+            view, put = memoryview(data), 0
+            while put < got:
+                put += os.pwrite(dst, view[put:], dst_pos + done + put)
+        if got == 0:
+            raise FeatureStoreError(f"{where}: ends early (truncated while importing?)")
+        done += got
 
 
 def _libc_sync_file_range() -> Any:
@@ -112,9 +186,10 @@ class RowFile:
         *,
         create: bool,
         writeback: ThreadPoolExecutor | None = None,
+        durable: bool = True,
     ) -> None:
         self.path, self.dtype, self.shape = path, np.dtype(dtype), shape
-        self.writeback = writeback
+        self.writeback, self.durable = writeback, durable
         self._pending: list[Future[None]] = []
         if create:
             arr = np.lib.format.open_memmap(path, mode="w+", dtype=self.dtype, shape=shape)
@@ -134,7 +209,22 @@ class RowFile:
         pos, done = self.offset + start * self.row_bytes, 0
         while done < len(view):  # pwrite may write less than asked
             done += os.pwrite(self.fd, view[done:], pos + done)
-        end = pos + done
+        self._written(pos + done)
+
+    def copy_rows(self, start: int, src: int, src_pos: int, nbytes: int, where: str) -> None:
+        """Rows from ``start`` on: ``nbytes`` copied in the kernel from ``src`` at ``src_pos``.
+
+        The caller vouches that the source bytes are rows of this file's dtype and width, in C order.
+        """
+        assert self.fd is not None
+        if nbytes % self.row_bytes:
+            raise FeatureStoreError(f"{where}: {nbytes} bytes is not a whole number of rows")
+        pos = self.offset + start * self.row_bytes
+        copy_range(src, src_pos, self.fd, pos, nbytes, where)
+        self._written(pos + nbytes)
+
+    def _written(self, end: int) -> None:
+        assert self.fd is not None
         if self.writeback is not None and end - self._kicked >= _KICK_BYTES:
             # Start writing the rows behind us to disk now, so the final fsync waits for little. The
             # call submits the writes synchronously, so a helper thread makes it while this one copies
@@ -144,7 +234,7 @@ class RowFile:
             self._kicked = end
 
     def sync(self) -> None:
-        if self.fd is not None:
+        if self.fd is not None and self.durable:
             os.fsync(self.fd)
 
     def read_all(self) -> np.ndarray:
@@ -156,6 +246,7 @@ class RowFile:
             for f in self._pending:  # the helper must be done with the descriptor before it closes
                 f.result()
             self._pending = []
-            os.fsync(self.fd)
+            if self.durable:
+                os.fsync(self.fd)
             os.close(self.fd)
             self.fd = None

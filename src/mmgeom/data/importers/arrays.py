@@ -7,7 +7,10 @@ compressed or zipped, so one shard's array is loaded at a time.
 
 A C-ordered ``.npy`` shard is read with ``os.preadv`` straight into a buffer the source allocates once
 and reuses for every block: one copy from the page cache, large sequential reads, and no pages of a
-memory map left in the process's resident set (a map's pages count in RSS until released).
+memory map left in the process's resident set (a map's pages count in RSS until released). A
+modality whose ``.npy`` shards already hold the store's dtype (native byte order, C order, no conversion)
+is not read into that buffer at all: its blocks are :class:`~.base.FileRows`, byte ranges that
+:func:`~.base.run_import` checks in cache-sized steps and copies into the store inside the kernel.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from ..store_check import release_pages
+from ..store_files import read_exact
 from ..store_format import FeatureStoreError
-from .base import Block, Source, check_float, file_fingerprint
+from .base import Block, FileRows, Source, check_float, file_fingerprint
 
 __all__ = ["ArraysSource", "ShardedArray", "expand_shards"]
 
@@ -116,16 +120,18 @@ class _Shard:
         if self.data_offset is None:
             out[...] = self.read(a, a + len(out))
             return
+        view = out.reshape(-1).view(np.uint8).data
+        read_exact(self.fd(), view, self.byte_offset(a), str(self.path))
+
+    def fd(self) -> int:
+        """A read-only descriptor of the file, opened once (closed by :meth:`release`)."""
         if self._fd is None:
             self._fd = os.open(self.path, os.O_RDONLY)
-        view = out.reshape(-1).view(np.uint8).data
-        pos = self.data_offset + a * self.shape[1] * self.dtype.itemsize
-        done = 0
-        while done < len(view):  # preadv may return fewer bytes than asked
-            got = os.preadv(self._fd, [view[done:]], pos + done)
-            if got == 0:
-                raise FeatureStoreError(f"{self.path}: ends early (truncated while importing?)")
-            done += got
+        return self._fd
+
+    def byte_offset(self, row: int) -> int:
+        assert self.data_offset is not None
+        return self.data_offset + row * self.shape[1] * self.dtype.itemsize
 
     def read(self, a: int, b: int) -> np.ndarray:
         if self.data_offset is not None:
@@ -194,6 +200,23 @@ class ShardedArray:
             parts.append(shard.read(max(a, lo) - lo, min(b, hi) - lo).astype(self.dtype, copy=False))
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
+    def copyable(self, dtype: np.dtype) -> bool:
+        """Whether every shard holds C-ordered ``.npy`` rows of exactly ``dtype`` (bytes copy as they are)."""
+        return all(s.data_offset is not None and s.dtype == dtype for s in self.shards)
+
+    def file_rows(self, a: int, b: int) -> FileRows:
+        """Rows ``a .. b`` as byte ranges of the shard files (see :meth:`copyable`)."""
+        parts = []
+        for k, shard in enumerate(self.shards):
+            lo, hi = int(self.offsets[k]), int(self.offsets[k + 1])
+            if hi <= a or lo >= b:
+                if hi <= a:
+                    shard.release()
+                continue
+            first = max(a, lo) - lo
+            parts.append((shard.fd(), shard.byte_offset(first), min(b, hi) - lo - first, str(shard.path)))
+        return FileRows(parts, (b - a, self.dim), self.dtype)
+
     def read_into(self, a: int, out: np.ndarray) -> np.ndarray:
         """Rows ``a .. a + len(out)`` into the preallocated ``out`` (dtype :attr:`dtype`); returns ``out``."""
         b = a + len(out)
@@ -218,6 +241,9 @@ class ArraysSource(Source):
         modalities: modality → a path, glob or list of shard paths.
         ids, labels, split: optional ``(N,)`` ``.npy`` files (ints or strings).
         dtype: store dtype of every modality (``None``: the shards' own).
+        kernel_copy: copy the rows of modalities whose ``.npy`` shards match the store byte for byte
+            inside the kernel (module docstring); ``False``: read and write them like the others (the
+            store's bytes are the same either way).
 
     Raises:
         FeatureStoreError: no match for a path, mismatched row counts or widths (naming the files).
@@ -231,6 +257,7 @@ class ArraysSource(Source):
         labels: str | Path | None = None,
         split: str | Path | None = None,
         dtype: str | None = None,
+        kernel_copy: bool = True,
     ) -> None:
         if not modalities:
             raise FeatureStoreError("modalities: expected at least one modality=PATH")
@@ -245,6 +272,9 @@ class ArraysSource(Source):
                 )
         self.num_rows = counts[first]
         self.specs = {m: (a.dim, dtype or a.dtype.name) for m, a in self.arrays.items()}
+        self.copied = {
+            m for m, a in self.arrays.items() if kernel_copy and a.copyable(np.dtype(self.specs[m][1]))
+        }
         self.columns: dict[str, np.ndarray] = {}
         for name, path in (("ids", ids), ("labels", labels), ("split", split)):
             if path is None:
@@ -256,18 +286,23 @@ class ArraysSource(Source):
         self._files = [s.path for a in self.arrays.values() for s in a.shards]
         self._extra = [Path(p) for p in (ids, labels, split) if p is not None]
 
-    def read_features(self, a: int, b: int, chunk_rows: int) -> dict[str, np.ndarray]:
+    def read_features(self, a: int, b: int, chunk_rows: int) -> dict[str, np.ndarray | FileRows]:
         """Rows ``a .. b`` of every modality, in buffers reused from block to block.
 
         The arrays returned are overwritten by the next call: the import writes a block before it reads
         the next, so one buffer per modality bounds memory and spares an allocation per block.
+        Modalities in :attr:`copied` come as :class:`FileRows`, valid until the next call too.
         """
         bufs = getattr(self, "_buffers", None)
         if bufs is None or any(len(v) < b - a for v in bufs.values()):
             rows = max(chunk_rows, b - a)
-            bufs = {m: np.empty((rows, arr.dim), arr.dtype) for m, arr in self.arrays.items()}
+            read = (m for m in self.arrays if m not in self.copied)  # copied modalities need no buffer
+            bufs = {m: np.empty((rows, self.arrays[m].dim), self.arrays[m].dtype) for m in read}
             self._buffers = bufs
-        return {m: arr.read_into(a, bufs[m][: b - a]) for m, arr in self.arrays.items()}
+        return {
+            m: arr.file_rows(a, b) if m in self.copied else arr.read_into(a, bufs[m][: b - a])
+            for m, arr in self.arrays.items()
+        }
 
     def blocks(self, start: int, chunk_rows: int) -> Iterator[Block]:
         for a in range(start, self.num_rows, chunk_rows):

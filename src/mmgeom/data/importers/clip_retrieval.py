@@ -33,6 +33,8 @@ class ClipRetrievalSource(ArraysSource):
         root: the folder with ``img_emb/`` and/or ``text_emb/`` (and optionally ``metadata/``).
         id_column, label_column, split_column: metadata columns to keep (e.g. ``image_path`` as ids).
         dtype: store dtype (``None``: the shards' own, float16 from clip-retrieval).
+        kernel_copy: copy shards that match the store byte for byte inside the kernel
+            (:class:`~.arrays.ArraysSource`).
 
     Raises:
         FeatureStoreError: no embedding folder, row counts that disagree (naming the folders).
@@ -46,6 +48,7 @@ class ClipRetrievalSource(ArraysSource):
         label_column: str | None = None,
         split_column: str | None = None,
         dtype: str | None = None,
+        kernel_copy: bool = True,
     ) -> None:
         self.root = Path(root)
         mods = {
@@ -55,7 +58,7 @@ class ClipRetrievalSource(ArraysSource):
         }
         if not mods:
             raise FeatureStoreError(f"{self.root}: no img_emb/ or text_emb/ folder (clip-retrieval layout)")
-        super().__init__(mods, dtype=dtype)
+        super().__init__(mods, dtype=dtype, kernel_copy=kernel_copy)
         self.id_column, self.label_column, self.split_column = id_column, label_column, split_column
         cols = [c for c in (id_column, label_column, split_column) if c]
         self.meta: TableReader | None = None

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..store_format import FeatureStoreError
-from .base import Block, Source, encode_texts, file_fingerprint
+from .base import Block, FileRows, Source, encode_texts, file_fingerprint
 
 __all__ = ["IMAGE_SUFFIXES", "ImageDecoder", "ImageFolderSource", "TarShardSource"]
 
@@ -186,7 +186,7 @@ class TarShardSource(Source):
                     raise FeatureStoreError(f"{self.shards[k]}: member {key}.txt: empty caption")
                 captions.append(caption)
                 labels.append(int(parts["cls"].decode().strip()) if "cls" in parts else -1)
-            feats = {self.image_modality: np.stack(images)}
+            feats: dict[str, np.ndarray | FileRows] = {self.image_modality: np.stack(images)}
             present = {}
             if self.encoder is not None:
                 feats[self.text_modality], present[self.text_modality] = encode_texts(

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..store_format import FeatureStoreError
-from .base import Block, Source, encode_texts, file_fingerprint
+from .base import Block, FileRows, Source, encode_texts, file_fingerprint
 from .images import ImageDecoder
 
 __all__ = ["TableReader", "TableSource", "encode_texts", "require_pyarrow"]
@@ -248,7 +248,8 @@ class TableSource(Source):
 
     def blocks(self, start: int, chunk_rows: int) -> Iterator[Block]:
         for first, table in self.reader.tables(start, chunk_rows):
-            feats, present = {}, {}
+            feats: dict[str, np.ndarray | FileRows] = {}
+            present: dict[str, np.ndarray] = {}
             for col, m in self.embeddings.items():
                 feats[m], present[m] = self._vectors(table.column(col), col, first, self.specs[m][0])
             for col, m in self.texts.items():
