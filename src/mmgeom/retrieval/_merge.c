@@ -150,5 +150,103 @@ MM_DEFINE_MERGE(mmgeom_merge_f64, double, mm_any_f64)
 MM_DEFINE_COUNT(mmgeom_count_f32, float)
 MM_DEFINE_COUNT(mmgeom_count_f64, double)
 
+/*
+ * float64 dot products of float32 row pairs, for the exact keys of mmgeom.retrieval._ties.
+ *
+ * For pair i: dot[i] = sum_k (double)q[rows[i], k] * (double)g[cols[i], k], and optionally
+ * absdot[i] = sum_k |q g|, gsq[i] = sum_k g^2, qsq[i] = sum_k q^2 (a NULL pointer skips that output).
+ * A float32 x float32 product is exact in float64, so each output carries only its summation's rounding,
+ * whatever the order of the additions (here: eight lanes, two accumulators each, then the lanes and the
+ * tail): the caller bounds that against torch's own float64 reduction and certifies the rounded key.
+ * The rows are read in place (no float64 copies); a caller that sorts the pairs by query row keeps that
+ * row in cache, and qsq is only recomputed when the row changes.
+ */
+typedef double mm_v8d __attribute__((vector_size(64)));
+
+static inline mm_v8d mm_widen8(const float *p) {
+    mm_v8f x;
+    memcpy(&x, p, 32);
+    return __builtin_convertvector(x, mm_v8d);
+}
+
+typedef int64_t mm_v8l __attribute__((vector_size(64)));
+
+static inline mm_v8d mm_abs8(mm_v8d v) { /* clears the sign bits */
+    mm_v8l m;
+    memcpy(&m, &v, 64);
+    m &= (mm_v8l){INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX};
+    memcpy(&v, &m, 64);
+    return v;
+}
+
+static inline double mm_hsum8(mm_v8d v) {
+    double x[8];
+    memcpy(x, &v, 64);
+    return ((x[0] + x[1]) + (x[2] + x[3])) + ((x[4] + x[5]) + (x[6] + x[7]));
+}
+
+/* sum of a[k] * b[k] (and of |a[k] b[k]| when want_abs, of b[k]^2 when want_sq) over k < d. */
+static inline void mm_pair(const float *a, const float *b, int64_t d, int want_abs, int want_sq,
+                           double *dot, double *absdot, double *sq) {
+    mm_v8d z = {0, 0, 0, 0, 0, 0, 0, 0};
+    mm_v8d s0 = z, s1 = z, a0 = z, a1 = z, q0 = z, q1 = z;
+    int64_t k = 0;
+    for (; k + 16 <= d; k += 16) {
+        mm_v8d x0 = mm_widen8(a + k), y0 = mm_widen8(b + k);
+        mm_v8d x1 = mm_widen8(a + k + 8), y1 = mm_widen8(b + k + 8);
+        mm_v8d p0 = x0 * y0, p1 = x1 * y1;
+        s0 += p0;
+        s1 += p1;
+        if (want_abs) {
+            a0 += mm_abs8(p0);
+            a1 += mm_abs8(p1);
+        }
+        if (want_sq) {
+            q0 += y0 * y0;
+            q1 += y1 * y1;
+        }
+    }
+    double s = mm_hsum8(s0 + s1), sa = mm_hsum8(a0 + a1), sq2 = mm_hsum8(q0 + q1);
+    for (; k < d; k++) {
+        double x = (double)a[k], y = (double)b[k], p = x * y;
+        s += p;
+        sa += fabs(p);
+        sq2 += y * y;
+    }
+    *dot = s;
+    if (want_abs) *absdot = sa;
+    if (want_sq) *sq = sq2;
+}
+
+int64_t mmgeom_pair_dots_f32(const float *q, int64_t ldq, const float *g, int64_t ldg, int64_t d,
+                             const int64_t *rows, const int64_t *cols, int64_t n, double *dot,
+                             double *absdot, double *gsq, double *qsq) {
+    int want_abs = absdot != NULL, want_sq = gsq != NULL;
+    int64_t last = -1;
+    double last_qsq = 0.0, unused = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *a = q + rows[i] * ldq, *b = g + cols[i] * ldg;
+        double *pa = want_abs ? absdot + i : &unused, *pg = want_sq ? gsq + i : &unused;
+        /* constant flags: the compiler specialises each call of the inline body */
+        if (want_abs && want_sq)
+            mm_pair(a, b, d, 1, 1, dot + i, pa, pg);
+        else if (want_abs)
+            mm_pair(a, b, d, 1, 0, dot + i, pa, pg);
+        else if (want_sq)
+            mm_pair(a, b, d, 0, 1, dot + i, pa, pg);
+        else
+            mm_pair(a, b, d, 0, 0, dot + i, pa, pg);
+        if (qsq != NULL) {
+            if (rows[i] != last) {
+                double ignore = 0.0;
+                mm_pair(a, a, d, 0, 0, &last_qsq, &ignore, &ignore);
+                last = rows[i];
+            }
+            qsq[i] = last_qsq;
+        }
+    }
+    return n;
+}
+
 /* Lets the loader check it opened the build of this source revision. */
-int mmgeom_merge_abi(void) { return 2; }
+int mmgeom_merge_abi(void) { return 3; }
