@@ -121,9 +121,11 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
         fn.restype = ctypes.c_int64
         fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64]
         fn.argtypes += [ctypes.c_void_p] * 2 + [ctypes.c_int64] + [ctypes.c_void_p] * 2 + [ctypes.c_int64]
+    pair_args: list[Any] = [ctypes.c_void_p, ctypes.c_int64] * 2 + [ctypes.c_int64]
     lib.mmgeom_pair_dots_f32.restype = ctypes.c_int64
-    lib.mmgeom_pair_dots_f32.argtypes = [ctypes.c_void_p, ctypes.c_int64] * 2 + [ctypes.c_int64]
-    lib.mmgeom_pair_dots_f32.argtypes += [ctypes.c_void_p] * 2 + [ctypes.c_int64] + [ctypes.c_void_p] * 4
+    lib.mmgeom_pair_dots_f32.argtypes = (
+        pair_args + [ctypes.c_void_p] * 2 + [ctypes.c_int64] + [ctypes.c_void_p] * 4
+    )
     return lib, f"loaded {target}"
 
 
@@ -312,7 +314,9 @@ def pair_dots(
     # out-of-range indices would read outside the matrices in C: checked here (two cheap passes)
     for name, index, size in (("rows", rows, q.shape[0]), ("cols", cols, g.shape[0])):
         if n and (int(index.min()) < 0 or int(index.max()) >= size):
-            raise ValueError(f"pair_dots: {name} must lie in [0, {size}), got {int(index.min())}..{int(index.max())}")
+            raise ValueError(
+                f"pair_dots: {name} must lie in [0, {size}), got {int(index.min())}..{int(index.max())}"
+            )
     dot = torch.empty(n, dtype=torch.float64)
     out_abs = torch.empty(n, dtype=torch.float64) if absdot else None
     gsq = torch.empty(n, dtype=torch.float64) if norms else None
