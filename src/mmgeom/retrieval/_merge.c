@@ -154,12 +154,12 @@ MM_DEFINE_COUNT(mmgeom_count_f64, double)
  * float64 dot products of float32 row pairs, for the exact keys of mmgeom.retrieval._ties.
  *
  * For pair i: dot[i] = sum_k (double)q[rows[i], k] * (double)g[cols[i], k], and optionally
- * absdot[i] = sum_k |q g|, gsq[i] = sum_k g^2, qsq[i] = sum_k q^2 (a NULL pointer skips that output).
+ * absdot[i] = sum_k |q g| and gsq[i] = sum_k g^2 (a NULL pointer skips that output).
  * A float32 x float32 product is exact in float64, so each output carries only its summation's rounding,
  * whatever the order of the additions (here: eight lanes, two accumulators each, then the lanes and the
  * tail): the caller bounds that against torch's own float64 reduction and certifies the rounded key.
- * The rows are read in place (no float64 copies); a caller that sorts the pairs by query row keeps that
- * row in cache, and qsq is only recomputed when the row changes.
+ * The rows are read in place (no float64 copies). Pairs sorted by gallery row read the gallery in order,
+ * once, each row from cache for all of its pairs (the query matrix is the smaller one and stays in cache).
  */
 typedef double mm_v8d __attribute__((vector_size(64)));
 
@@ -220,30 +220,20 @@ static inline void mm_pair(const float *a, const float *b, int64_t d, int want_a
 
 int64_t mmgeom_pair_dots_f32(const float *q, int64_t ldq, const float *g, int64_t ldg, int64_t d,
                              const int64_t *rows, const int64_t *cols, int64_t n, double *dot,
-                             double *absdot, double *gsq, double *qsq) {
-    int want_abs = absdot != NULL, want_sq = gsq != NULL;
-    int64_t last = -1;
-    double last_qsq = 0.0, unused = 0.0;
+                             double *absdot, double *gsq) {
+    double unused = 0.0;
     for (int64_t i = 0; i < n; i++) {
         const float *a = q + rows[i] * ldq, *b = g + cols[i] * ldg;
-        double *pa = want_abs ? absdot + i : &unused, *pg = want_sq ? gsq + i : &unused;
+        double *pa = absdot != NULL ? absdot + i : &unused, *pg = gsq != NULL ? gsq + i : &unused;
         /* constant flags: the compiler specialises each call of the inline body */
-        if (want_abs && want_sq)
+        if (absdot != NULL && gsq != NULL)
             mm_pair(a, b, d, 1, 1, dot + i, pa, pg);
-        else if (want_abs)
+        else if (absdot != NULL)
             mm_pair(a, b, d, 1, 0, dot + i, pa, pg);
-        else if (want_sq)
+        else if (gsq != NULL)
             mm_pair(a, b, d, 0, 1, dot + i, pa, pg);
         else
             mm_pair(a, b, d, 0, 0, dot + i, pa, pg);
-        if (qsq != NULL) {
-            if (rows[i] != last) {
-                double ignore = 0.0;
-                mm_pair(a, a, d, 0, 0, &last_qsq, &ignore, &ignore);
-                last = rows[i];
-            }
-            qsq[i] = last_qsq;
-        }
     }
     return n;
 }

@@ -124,7 +124,7 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     pair_args: list[Any] = [ctypes.c_void_p, ctypes.c_int64] * 2 + [ctypes.c_int64]
     lib.mmgeom_pair_dots_f32.restype = ctypes.c_int64
     lib.mmgeom_pair_dots_f32.argtypes = (
-        pair_args + [ctypes.c_void_p] * 2 + [ctypes.c_int64] + [ctypes.c_void_p] * 4
+        pair_args + [ctypes.c_void_p] * 2 + [ctypes.c_int64] + [ctypes.c_void_p] * 3
     )
     return lib, f"loaded {target}"
 
@@ -275,7 +275,7 @@ def count_rows(block: Tensor, lo: Tensor, hi: Tensor, above: Tensor, band: Tenso
 
 def pair_dots(
     q: Tensor, g: Tensor, rows: Tensor, cols: Tensor, *, absdot: bool, norms: bool
-) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """float64 dot products of the row pairs ``(q[rows[i]], g[cols[i]])`` of two float32 matrices.
 
     Runs on the calling thread (ctypes releases the GIL). Each product of two float32 values is exact in
@@ -284,13 +284,14 @@ def pair_dots(
     Args:
         q: ``(N_q, D)`` CPU float32 matrix, rows contiguous (``stride(1) == 1``).
         g: ``(N_g, D)`` CPU float32 matrix, rows contiguous.
-        rows: ``(n,)`` int64 row indices into ``q`` (pairs sorted by row keep that row in cache).
-        cols: ``(n,)`` int64 row indices into ``g``.
+        rows: ``(n,)`` int64 row indices into ``q``.
+        cols: ``(n,)`` int64 row indices into ``g`` (pairs sorted by ``cols`` read ``g`` in order, each
+            row once from memory: 2-4x faster than unsorted pairs at 10^5 x 512).
         absdot: also return ``sum_k |q_k g_k|``.
-        norms: also return ``sum_k g_k^2`` and ``sum_k q_k^2`` of each pair.
+        norms: also return ``sum_k g_k^2`` of each pair's gallery row.
 
     Returns:
-        ``(dot, absdot, gsq, qsq)``, each ``(n,)`` float64 or None when not asked for.
+        ``(dot, absdot, gsq)``, each ``(n,)`` float64 or None when not asked for.
     """
     d = q.shape[1] if q.dim() == 2 else -1
     if not (
@@ -320,9 +321,8 @@ def pair_dots(
     dot = torch.empty(n, dtype=torch.float64)
     out_abs = torch.empty(n, dtype=torch.float64) if absdot else None
     gsq = torch.empty(n, dtype=torch.float64) if norms else None
-    qsq = torch.empty(n, dtype=torch.float64) if norms else None
     if n == 0:
-        return dot, out_abs, gsq, qsq
+        return dot, out_abs, gsq
     lib = _library()
     if lib is None:
         raise RuntimeError(f"the native kernels are {native_status()}")
@@ -342,6 +342,5 @@ def pair_dots(
         dot.data_ptr(),
         ptr(out_abs),
         ptr(gsq),
-        ptr(qsq),
     )
-    return dot, out_abs, gsq, qsq
+    return dot, out_abs, gsq

@@ -136,10 +136,14 @@ class ExactKeys:
         self.query, self.gallery, self.scoring, self.out_dtype = query, gallery, scoring, out_dtype
         # the native path certifies float32 keys only (a float64 key would need torch's exact summation)
         self.native: tuple[Tensor, Tensor] | None = None
+        self.query_sq: Tensor | None = None
         if out_dtype == torch.float32 and _native.available(torch.float32, torch.device("cpu")):
             qm, gm = _float32_matrix(query), _float32_matrix(gallery)
             if qm is not None and gm is not None:
                 self.native = (qm, gm)
+                if scoring.normalise:  # sum_k q_k^2 of every query row, once (a pair of the row with itself)
+                    every = torch.arange(qm.shape[0])
+                    self.query_sq = _native.pair_dots(qm, qm, every, every, absdot=False, norms=False)[0]
 
     def __call__(self, rows: Tensor, cols: Tensor) -> Tensor:
         """``(n,)`` float64 keys of the pairs ``(rows[i], cols[i])`` (query and gallery indices)."""
@@ -148,9 +152,11 @@ class ExactKeys:
             return self.torch_keys(rows, cols)
         rows, cols = rows.to(torch.long), cols.to(torch.long)
         order: Tensor | None = None
-        if rows.numel() > 1 and not bool((rows[1:] >= rows[:-1]).all()):
-            # grouped by query row: the kernel reads each query row from cache after its first pair
-            order = torch.argsort(rows)
+        if rows.numel() > 1 and not bool((cols[1:] >= cols[:-1]).all()):
+            # in gallery order: each gallery row comes from memory once, for all of its pairs, and the
+            # (smaller) query matrix stays in cache; measured 2-4x faster than pairs grouped by query row
+            # (random 2 KB gathers from a 200 MB gallery) at 10^3-10^4 x 10^5 x 512
+            order = torch.argsort(cols * self.query.n + rows)
             rows, cols = rows[order], cols[order]
         out = torch.empty(rows.numel(), dtype=torch.float64)
         certain = torch.empty(rows.numel(), dtype=torch.bool)
@@ -170,12 +176,12 @@ class ExactKeys:
         assert self.native is not None
         qm, gm = self.native
         normalise = self.scoring.normalise
-        dot, absdot, gsq, qsq = _native.pair_dots(qm, gm, rows, cols, absdot=not normalise, norms=normalise)
+        dot, absdot, gsq = _native.pair_dots(qm, gm, rows, cols, absdot=not normalise, norms=normalise)
         mags = self.scoring.magnitudes[cols] if self.scoring.magnitudes is not None else None
         s, ok = dot, None
         if normalise:
-            assert gsq is not None and qsq is not None
-            den = gsq.sqrt_().mul_(qsq.sqrt_())  # as exact_scores: |g| |q|, then the division
+            assert gsq is not None and self.query_sq is not None
+            den = gsq.sqrt_().mul_(self.query_sq[rows].sqrt())  # as exact_scores: |g| |q|, then the division
             ok = den > 2 * EPS  # near the EPS clamp (zero rows): leave the pair to exact_scores
             s = dot.div_(den)
             if mags is not None:
