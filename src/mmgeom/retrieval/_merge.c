@@ -163,6 +163,10 @@ MM_DEFINE_COUNT(mmgeom_count_f64, double)
  */
 typedef double mm_v8d __attribute__((vector_size(64)));
 
+/* pairs ahead whose rows are prefetched: 330 -> 215 ns a pair at 10^4 queries x 10^5 x 512 (2 and 4
+ * measured alike, 8 worse) */
+#define MM_AHEAD 4
+
 static inline mm_v8d mm_widen8(const float *p) {
     mm_v8f x;
     memcpy(&x, p, 32);
@@ -224,6 +228,13 @@ int64_t mmgeom_pair_dots_f32(const float *q, int64_t ldq, const float *g, int64_
     double unused = 0.0;
     for (int64_t i = 0; i < n; i++) {
         const float *a = q + rows[i] * ldq, *b = g + cols[i] * ldg;
+        if (i + MM_AHEAD < n) { /* the rows of a later pair: the loads of this one hide their latency */
+            const float *na = q + rows[i + MM_AHEAD] * ldq, *nb = g + cols[i + MM_AHEAD] * ldg;
+            for (int64_t k = 0; k < d; k += 16) {
+                __builtin_prefetch(na + k);
+                __builtin_prefetch(nb + k);
+            }
+        }
         double *pa = absdot != NULL ? absdot + i : &unused, *pg = gsq != NULL ? gsq + i : &unused;
         /* constant flags: the compiler specialises each call of the inline body */
         if (absdot != NULL && gsq != NULL)
