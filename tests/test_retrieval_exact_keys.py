@@ -268,3 +268,36 @@ def test_ranks_with_random_positives_match_the_chunked_path_and_the_old_keys(
 def test_streamed_ranks_with_random_positives_equal_a_plain_loop() -> None:
     q, g, lists = random_positives(40, 1500, 24, seed=4)
     assert torch.equal(streamed_or_chunked_ranks(q, g, lists, "cosine", None), loop_ranks_cosine(q, g, lists))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("width", [16, 31, 200])
+def test_count_kernel_group_skipping_against_a_plain_loop(dtype: torch.dtype, width: int) -> None:
+    """Narrow bands (most groups of entries skipped by the vector test), entries exactly on the band
+    edges at every lane position, six positives per row and a padding band."""
+    gen = torch.Generator().manual_seed(width)
+    rows, npos = 9, 6
+    block = torch.randn(rows, width, generator=gen, dtype=dtype)
+    centre = block[:, torch.randint(0, width, (npos,), generator=gen)].clone()
+    lo, hi = centre - 1e-3, centre + 1e-3
+    for j in range(0, width, 3):  # edges hit exactly, at varying lanes
+        block[j % rows, j] = lo[j % rows, j % npos] if j % 2 else hi[j % rows, j % npos]
+    lo[3, 5] = hi[3, 5] = float("inf")
+    above = torch.zeros(rows, npos, dtype=torch.long)
+    band = torch.empty(rows * width * npos, 3, dtype=torch.long)
+    n = _native.count_rows(block, lo.contiguous(), hi.contiguous(), above, band)
+    want_above = torch.zeros(rows, npos, dtype=torch.long)
+    want_band = set()
+    for r in range(rows):
+        for p in range(npos):
+            if hi[r, p] == float("inf"):
+                continue
+            for j in range(width):
+                x = float(block[r, j])
+                if x > float(hi[r, p]):
+                    want_above[r, p] += 1
+                elif x >= float(lo[r, p]):
+                    want_band.add((r, j, p))
+    assert torch.equal(above, want_above)
+    assert n == len(want_band) and {tuple(t) for t in band[:n].tolist()} == want_band
+    assert len(want_band) > rows  # not vacuous: bands hold entries besides the centres
