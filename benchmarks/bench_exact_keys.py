@@ -13,6 +13,7 @@ certification left to ``exact_scores``. Writes ``benchmarks/results/retrieval/ex
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import sys
@@ -47,6 +48,12 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="500 x 20,000 x 128, one round, nothing written")
+    ap.add_argument(
+        "--one-run",
+        action="store_true",
+        help="time one call as the source tree on PYTHONPATH has it and print seconds and a hash of the "
+        "metrics (to compare two revisions: see the results file)",
+    )
     args = ap.parse_args()
     if args.quick:
         args.queries, args.gallery, args.dim, args.rounds = 500, 20_000, 128, 1
@@ -60,6 +67,14 @@ def main() -> None:
     lists = [sorted({int(target[i]), *extra[i].tolist()}) for i in range(n_q)]
     ks = (1, 5, 10)
 
+    if args.one_run:
+        retrieval_metrics(q[:64], g[:20_000], [[i % 20_000] for i in range(64)], ks=ks, metric="dot")
+        t0 = time.perf_counter()
+        got = retrieval_metrics(q, g, lists, ks=ks, metric="dot")
+        seconds = time.perf_counter() - t0
+        digest = hashlib.sha256(json.dumps(got, sort_keys=True).encode()).hexdigest()[:12]
+        print(f"{seconds:.2f} s, metrics {digest}")
+        return
     native_call = ExactKeys.__call__
     pairs = {"settled": 0, "uncertain": 0}
     native_keys = ExactKeys.native_keys
