@@ -164,11 +164,7 @@ MM_DEFINE_MERGE(mmgeom_merge_f64, double, mm_any_f64)
         MT m;                                                                                       \
         memset(&m, 0, sizeof(MT));                                                                  \
         for (int64_t p = 0; p < npos; ++p) {                                                        \
-            VT lo = a, hi = a;                                                                      \
-            for (int i = 0; i < LANES; ++i) {                                                       \
-                lo[i] = l[p];                                                                       \
-                hi[i] = h[p];                                                                       \
-            }                                                                                       \
+            T lo = l[p], hi = h[p]; /* vector-scalar compares: one broadcast each */                \
             m |= ((a >= lo) & (a <= hi)) | ((b >= lo) & (b <= hi));                                 \
         }                                                                                           \
         int64_t x[4];                                                                               \
