@@ -271,7 +271,7 @@ def test_streamed_ranks_with_random_positives_equal_a_plain_loop() -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("width", [16, 31, 200])
+@pytest.mark.parametrize("width", [16, 31, 200, 4133])  # 4133: segments of 2048 and a tail
 def test_count_kernel_group_skipping_against_a_plain_loop(dtype: torch.dtype, width: int) -> None:
     """Narrow bands (most groups of entries skipped by the vector test), entries exactly on the band
     edges at every lane position, six positives per row and a padding band."""
