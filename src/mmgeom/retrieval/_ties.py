@@ -137,13 +137,14 @@ class ExactKeys:
         # the native path certifies float32 keys only (a float64 key would need torch's exact summation)
         self.native: tuple[Tensor, Tensor] | None = None
         self.query_sq: Tensor | None = None
-        if out_dtype == torch.float32 and _native.available(torch.float32, torch.device("cpu")):
-            qm, gm = _float32_matrix(query), _float32_matrix(gallery)
-            if qm is not None and gm is not None:
-                self.native = (qm, gm)
-                if scoring.normalise:  # sum_k q_k^2 of every query row, once (a pair of the row with itself)
-                    every = torch.arange(qm.shape[0])
-                    self.query_sq = _native.pair_dots(qm, qm, every, every, absdot=False, norms=False)[0]
+        qm = _float32_matrix(query) if out_dtype == torch.float32 else None
+        gm = _float32_matrix(gallery) if qm is not None else None
+        # (the kernel is only built, at first use, for inputs it can serve)
+        if qm is not None and gm is not None and _native.available(torch.float32, torch.device("cpu")):
+            self.native = (qm, gm)
+            if scoring.normalise:  # sum_k q_k^2 of every query row, once (a pair of the row with itself)
+                every = torch.arange(qm.shape[0])
+                self.query_sq = _native.pair_dots(qm, qm, every, every, absdot=False, norms=False)[0]
 
     def __call__(self, rows: Tensor, cols: Tensor) -> Tensor:
         """``(n,)`` float64 keys of the pairs ``(rows[i], cols[i])`` (query and gallery indices)."""
