@@ -106,12 +106,39 @@ MM_DEFINE_MERGE(mmgeom_merge_f64, double, mm_any_f64)
  * number of block entries strictly greater than hi[r,p], and writes every entry inside a band as a
  * triple (row, column, p) to band[] while fewer than cap were written. Returns the number of band
  * entries found; a result above cap tells the caller the block must be settled another way. The count
- * loop runs over one row at a time (a row of a block fits in L1), one positive after another, in a
- * form the compiler vectorises; band entries are rare, so their test is one comparison per entry.
+ * loop runs over one row at a time (a row of a block fits in L1), one positive after another, in
+ * vectors; the same pass flags the entries inside the band. Band entries are rare: only the flagged
+ * entries take the per-entry test that finds their positives (measured on 1024 x 2048 float32 blocks
+ * with five narrow bands per row spread over the score range: 0.8 ns an entry, against 10 ns for a
+ * per-entry test of every entry between the lowest and the highest band).
  */
-#define MM_DEFINE_COUNT(NAME, T)                                                                    \
+
+/* Entries of a row handled per segment (the lane flags of a segment live on the stack). */
+#define MM_SEGMENT 2048
+
+#define MM_DEFINE_COUNT(NAME, T, VT, MT, LT, LANES)                                                 \
+    /* entry j of row r: written as (r, j, p) for every band p it lies in; returns the new total */ \
+    static inline int64_t NAME##_entry(const T *s, int64_t j, int64_t r, const T *l, const T *h,    \
+                                       int64_t npos, T lmin, T hmax, int64_t *band, int64_t cap,    \
+                                       int64_t found) {                                             \
+        T x = s[j];                                                                                 \
+        if (x < lmin || x > hmax) return found;                                                     \
+        for (int64_t p = 0; p < npos; ++p) {                                                        \
+            if (x >= l[p] && x <= h[p]) {                                                           \
+                if (found < cap) {                                                                  \
+                    band[3 * found] = r;                                                            \
+                    band[3 * found + 1] = j;                                                        \
+                    band[3 * found + 2] = p;                                                        \
+                }                                                                                   \
+                ++found;                                                                            \
+            }                                                                                       \
+        }                                                                                           \
+        return found;                                                                               \
+    }                                                                                               \
+                                                                                                    \
     int64_t NAME(const T *block, int64_t rows, int64_t width, int64_t ld, const T *lo, const T *hi, \
                  int64_t npos, int64_t *above, int64_t *band, int64_t cap) {                        \
+        MT flags[MM_SEGMENT / LANES]; /* per vector of LANES entries: the lanes inside some band */ \
         int64_t found = 0;                                                                          \
         for (int64_t r = 0; r < rows; ++r) {                                                        \
             const T *s = block + r * ld;                                                            \
@@ -119,36 +146,158 @@ MM_DEFINE_MERGE(mmgeom_merge_f64, double, mm_any_f64)
             T lmin = l[0], hmax = h[0];                                                             \
             int any = 0;                                                                            \
             for (int64_t p = 0; p < npos; ++p) {                                                    \
-                T t = h[p];                                                                         \
-                if (!(t < (T)INFINITY)) continue;                                                   \
-                int64_t count = 0;                                                                  \
-                for (int64_t j = 0; j < width; ++j) count += s[j] > t;                              \
-                above[r * npos + p] += count;                                                       \
+                if (!(h[p] < (T)INFINITY)) continue;                                                \
                 if (!any || l[p] < lmin) lmin = l[p];                                               \
                 if (!any || h[p] > hmax) hmax = h[p];                                               \
                 any = 1;                                                                            \
             }                                                                                       \
             if (!any) continue;                                                                     \
-            for (int64_t j = 0; j < width; ++j) {                                                   \
-                T x = s[j];                                                                         \
-                if (x < lmin || x > hmax) continue;                                                 \
+            for (int64_t j0 = 0; j0 < width; j0 += MM_SEGMENT) {                                    \
+                int64_t j1 = j0 + MM_SEGMENT < width ? j0 + MM_SEGMENT : width;                     \
+                int64_t nv = (j1 - j0) / LANES, jt = j0 + nv * LANES;                               \
+                memset(flags, 0, (size_t)nv * sizeof(MT));                                          \
+                /* one vector pass per positive counts the entries above its band and flags the    \
+                   lanes inside it; then only flagged lanes take the per-entry test (before, every  \
+                   entry between the lowest and the highest band did: with positives spread over   \
+                   the score range that cost 20x the counting) */                                   \
                 for (int64_t p = 0; p < npos; ++p) {                                                \
-                    if (x >= l[p] && x <= h[p]) {                                                   \
-                        if (found < cap) {                                                          \
-                            band[3 * found] = r;                                                    \
-                            band[3 * found + 1] = j;                                                \
-                            band[3 * found + 2] = p;                                                \
-                        }                                                                           \
-                        ++found;                                                                    \
+                    T t = h[p], u = l[p];                                                           \
+                    if (!(t < (T)INFINITY)) continue;                                               \
+                    MT cnt;                                                                         \
+                    memset(&cnt, 0, sizeof(MT));                                                    \
+                    for (int64_t v = 0; v < nv; ++v) {                                              \
+                        VT x;                                                                       \
+                        memcpy(&x, s + j0 + v * LANES, sizeof(VT));                                 \
+                        MT above_t = x > t;                                                         \
+                        cnt -= above_t; /* a true lane is -1 */                                     \
+                        flags[v] |= (x >= u) & ~above_t;                                            \
                     }                                                                               \
+                    LT lanes[LANES];                                                                \
+                    memcpy(lanes, &cnt, sizeof(MT));                                                \
+                    int64_t count = 0;                                                              \
+                    for (int i = 0; i < LANES; ++i) count += lanes[i];                              \
+                    for (int64_t j = jt; j < j1; ++j) count += s[j] > t;                            \
+                    above[r * npos + p] += count;                                                   \
                 }                                                                                   \
+                for (int64_t v = 0; v < nv; ++v) {                                                  \
+                    int64_t f[4];                                                                   \
+                    memcpy(f, &flags[v], 32);                                                       \
+                    if ((f[0] | f[1] | f[2] | f[3]) == 0) continue;                                 \
+                    LT lane[LANES];                                                                 \
+                    memcpy(lane, &flags[v], sizeof(MT));                                            \
+                    for (int i = 0; i < LANES; ++i)                                                 \
+                        if (lane[i])                                                                \
+                            found = NAME##_entry(s, j0 + v * LANES + i, r, l, h, npos, lmin, hmax,  \
+                                                 band, cap, found);                                 \
+                }                                                                                   \
+                for (int64_t j = jt; j < j1; ++j)                                                   \
+                    found = NAME##_entry(s, j, r, l, h, npos, lmin, hmax, band, cap, found);        \
             }                                                                                       \
         }                                                                                           \
         return found;                                                                               \
     }
 
-MM_DEFINE_COUNT(mmgeom_count_f32, float)
-MM_DEFINE_COUNT(mmgeom_count_f64, double)
+MM_DEFINE_COUNT(mmgeom_count_f32, float, mm_v8f, mm_v8i, int32_t, 8)
+MM_DEFINE_COUNT(mmgeom_count_f64, double, mm_v4d, mm_v4l, int64_t, 4)
+
+/*
+ * float64 dot products of float32 row pairs, for the exact keys of mmgeom.retrieval._ties.
+ *
+ * For pair i: dot[i] = sum_k (double)q[rows[i], k] * (double)g[cols[i], k], and optionally
+ * absdot[i] = sum_k |q g| and gsq[i] = sum_k g^2 (a NULL pointer skips that output).
+ * A float32 x float32 product is exact in float64, so each output carries only its summation's rounding,
+ * whatever the order of the additions (here: eight lanes, two accumulators each, then the lanes and the
+ * tail): the caller bounds that against torch's own float64 reduction and certifies the rounded key.
+ * The rows are read in place (no float64 copies). Pairs sorted by gallery row read the gallery in order,
+ * once, each row from cache for all of its pairs (the query matrix is the smaller one and stays in cache).
+ */
+typedef double mm_v8d __attribute__((vector_size(64)));
+
+/* pairs ahead whose rows are prefetched: 330 -> 215 ns a pair at 10^4 queries x 10^5 x 512 (2 and 4
+ * measured alike, 8 worse) */
+#define MM_AHEAD 4
+
+static inline mm_v8d mm_widen8(const float *p) {
+    mm_v8f x;
+    memcpy(&x, p, 32);
+    return __builtin_convertvector(x, mm_v8d);
+}
+
+typedef int64_t mm_v8l __attribute__((vector_size(64)));
+
+static inline mm_v8d mm_abs8(mm_v8d v) { /* clears the sign bits */
+    mm_v8l m;
+    memcpy(&m, &v, 64);
+    m &= (mm_v8l){INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX};
+    memcpy(&v, &m, 64);
+    return v;
+}
+
+static inline double mm_hsum8(mm_v8d v) {
+    double x[8];
+    memcpy(x, &v, 64);
+    return ((x[0] + x[1]) + (x[2] + x[3])) + ((x[4] + x[5]) + (x[6] + x[7]));
+}
+
+/* sum of a[k] * b[k] (and of |a[k] b[k]| when want_abs, of b[k]^2 when want_sq) over k < d. */
+static inline void mm_pair(const float *a, const float *b, int64_t d, int want_abs, int want_sq,
+                           double *dot, double *absdot, double *sq) {
+    mm_v8d z = {0, 0, 0, 0, 0, 0, 0, 0};
+    mm_v8d s0 = z, s1 = z, a0 = z, a1 = z, q0 = z, q1 = z;
+    int64_t k = 0;
+    for (; k + 16 <= d; k += 16) {
+        mm_v8d x0 = mm_widen8(a + k), y0 = mm_widen8(b + k);
+        mm_v8d x1 = mm_widen8(a + k + 8), y1 = mm_widen8(b + k + 8);
+        mm_v8d p0 = x0 * y0, p1 = x1 * y1;
+        s0 += p0;
+        s1 += p1;
+        if (want_abs) {
+            a0 += mm_abs8(p0);
+            a1 += mm_abs8(p1);
+        }
+        if (want_sq) {
+            q0 += y0 * y0;
+            q1 += y1 * y1;
+        }
+    }
+    double s = mm_hsum8(s0 + s1), sa = mm_hsum8(a0 + a1), sq2 = mm_hsum8(q0 + q1);
+    for (; k < d; k++) {
+        double x = (double)a[k], y = (double)b[k], p = x * y;
+        s += p;
+        sa += fabs(p);
+        sq2 += y * y;
+    }
+    *dot = s;
+    if (want_abs) *absdot = sa;
+    if (want_sq) *sq = sq2;
+}
+
+int64_t mmgeom_pair_dots_f32(const float *q, int64_t ldq, const float *g, int64_t ldg, int64_t d,
+                             const int64_t *rows, const int64_t *cols, int64_t n, double *dot,
+                             double *absdot, double *gsq) {
+    double unused = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *a = q + rows[i] * ldq, *b = g + cols[i] * ldg;
+        if (i + MM_AHEAD < n) { /* the rows of a later pair: the loads of this one hide their latency */
+            const float *na = q + rows[i + MM_AHEAD] * ldq, *nb = g + cols[i + MM_AHEAD] * ldg;
+            for (int64_t k = 0; k < d; k += 16) {
+                __builtin_prefetch(na + k);
+                __builtin_prefetch(nb + k);
+            }
+        }
+        double *pa = absdot != NULL ? absdot + i : &unused, *pg = gsq != NULL ? gsq + i : &unused;
+        /* constant flags: the compiler specialises each call of the inline body */
+        if (absdot != NULL && gsq != NULL)
+            mm_pair(a, b, d, 1, 1, dot + i, pa, pg);
+        else if (absdot != NULL)
+            mm_pair(a, b, d, 1, 0, dot + i, pa, pg);
+        else if (gsq != NULL)
+            mm_pair(a, b, d, 0, 1, dot + i, pa, pg);
+        else
+            mm_pair(a, b, d, 0, 0, dot + i, pa, pg);
+    }
+    return n;
+}
 
 /* Lets the loader check it opened the build of this source revision. */
-int mmgeom_merge_abi(void) { return 2; }
+int mmgeom_merge_abi(void) { return 3; }

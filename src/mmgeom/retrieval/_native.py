@@ -40,7 +40,7 @@ _log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("_merge.c")
 #: Version of the kernel's calling convention, checked against ``mmgeom_merge_abi()`` after loading.
-ABI = 2
+ABI = 3
 #: Blocks with fewer elements than this are merged on the calling thread only.
 MIN_PARALLEL_ELEMENTS = 1 << 18
 #: Rows per thread never drop below this.
@@ -121,6 +121,11 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
         fn.restype = ctypes.c_int64
         fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64]
         fn.argtypes += [ctypes.c_void_p] * 2 + [ctypes.c_int64] + [ctypes.c_void_p] * 2 + [ctypes.c_int64]
+    pair_args: list[Any] = [ctypes.c_void_p, ctypes.c_int64] * 2 + [ctypes.c_int64]
+    lib.mmgeom_pair_dots_f32.restype = ctypes.c_int64
+    lib.mmgeom_pair_dots_f32.argtypes = (
+        pair_args + [ctypes.c_void_p] * 2 + [ctypes.c_int64] + [ctypes.c_void_p] * 3
+    )
     return lib, f"loaded {target}"
 
 
@@ -266,3 +271,76 @@ def count_rows(block: Tensor, lo: Tensor, hi: Tensor, above: Tensor, band: Tenso
         band.shape[0],
     )
     return found
+
+
+def pair_dots(
+    q: Tensor, g: Tensor, rows: Tensor, cols: Tensor, *, absdot: bool, norms: bool
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """float64 dot products of the row pairs ``(q[rows[i]], g[cols[i]])`` of two float32 matrices.
+
+    Runs on the calling thread (ctypes releases the GIL). Each product of two float32 values is exact in
+    float64; only the summation over ``D`` rounds, in the kernel's own order (not torch's).
+
+    Args:
+        q: ``(N_q, D)`` CPU float32 matrix, rows contiguous (``stride(1) == 1``).
+        g: ``(N_g, D)`` CPU float32 matrix, rows contiguous.
+        rows: ``(n,)`` int64 row indices into ``q``.
+        cols: ``(n,)`` int64 row indices into ``g`` (pairs sorted by ``cols`` read ``g`` in order, each
+            row once from memory: 2-4x faster than unsorted pairs at 10^5 x 512).
+        absdot: also return ``sum_k |q_k g_k|``.
+        norms: also return ``sum_k g_k^2`` of each pair's gallery row.
+
+    Returns:
+        ``(dot, absdot, gsq)``, each ``(n,)`` float64 or None when not asked for.
+    """
+    d = q.shape[1] if q.dim() == 2 else -1
+    if not (
+        q.dtype == g.dtype == torch.float32
+        and q.device.type == g.device.type == "cpu"
+        and q.dim() == g.dim() == 2
+        and g.shape[1] == d
+        and (q.stride(1) == 1 or d <= 1)
+        and (g.stride(1) == 1 or d <= 1)
+        and rows.dtype == cols.dtype == torch.int64
+        and rows.shape == cols.shape
+        and rows.dim() == 1
+    ):
+        raise ValueError(
+            "pair_dots: expected row-contiguous CPU float32 matrices (N_q, D), (N_g, D) and int64 (n,) "
+            f"row/col indices; got q {tuple(q.shape)} {q.dtype}, g {tuple(g.shape)} {g.dtype}, "
+            f"rows {tuple(rows.shape)} {rows.dtype}, cols {tuple(cols.shape)} {cols.dtype}"
+        )
+    n = rows.numel()
+    rows, cols = rows.contiguous(), cols.contiguous()
+    # out-of-range indices would read outside the matrices in C: checked here (two cheap passes)
+    for name, index, size in (("rows", rows, q.shape[0]), ("cols", cols, g.shape[0])):
+        if n and (int(index.min()) < 0 or int(index.max()) >= size):
+            raise ValueError(
+                f"pair_dots: {name} must lie in [0, {size}), got {int(index.min())}..{int(index.max())}"
+            )
+    dot = torch.empty(n, dtype=torch.float64)
+    out_abs = torch.empty(n, dtype=torch.float64) if absdot else None
+    gsq = torch.empty(n, dtype=torch.float64) if norms else None
+    if n == 0:
+        return dot, out_abs, gsq
+    lib = _library()
+    if lib is None:
+        raise RuntimeError(f"the native kernels are {native_status()}")
+
+    def ptr(t: Tensor | None) -> int | None:
+        return None if t is None else t.data_ptr()
+
+    lib.mmgeom_pair_dots_f32(
+        q.data_ptr(),
+        q.stride(0),
+        g.data_ptr(),
+        g.stride(0),
+        d,
+        rows.data_ptr(),
+        cols.data_ptr(),
+        n,
+        dot.data_ptr(),
+        ptr(out_abs),
+        ptr(gsq),
+    )
+    return dot, out_abs, gsq
