@@ -164,7 +164,8 @@ def _settle(hits: Tensor, keys: ExactKeys, pos: Tensor, above: Tensor, pool: Exe
         return
     # each positive with a band item: one exact key, found through a flat (row, p) code
     width = pos.shape[1]
-    codes, inverse = torch.unique(rows * width + ps, return_inverse=True)
+    flat = rows * width + ps
+    codes, inverse = torch.unique(flat, return_inverse=True)
     key_p = keys(codes // width, pos.view(-1)[codes])[inverse]
     slices = chunk_ranges(rows.numel(), -(-rows.numel() // threads))
 
@@ -173,4 +174,5 @@ def _settle(hits: Tensor, keys: ExactKeys, pos: Tensor, above: Tensor, pool: Exe
         return exact_before(keys(rows[a:b], cols[a:b]), cols[a:b], key_p[a:b], pos[rows[a:b], ps[a:b]])
 
     parts = [f.result() for f in [pool.submit(before, a, b) for a, b in slices]]
-    above.index_put_((rows, ps), torch.cat(parts).to(torch.long), accumulate=True)
+    # one count per (row, p) of the items exactly before it: a bincount of their flat codes
+    above.view(-1).add_(torch.bincount(flat[torch.cat(parts)], minlength=above.numel()))
