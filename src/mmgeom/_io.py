@@ -121,3 +121,18 @@ def write_json(path: str | Path, data: Any, digits: int = 6) -> Path:
         # out/r.json: {"acc": 0.912346, "loss": null}
     """
     return atomic_write_text(path, json.dumps(_json_ready(data, digits), indent=1) + "\n")
+
+
+def fsync_dir(path: str | Path) -> None:
+    """Make a rename inside the folder ``path`` durable (POSIX: fsync the directory; a no-op where
+    directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory handles
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)

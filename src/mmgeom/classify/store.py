@@ -71,15 +71,7 @@ def load_classify_store(
             ``test`` split, a part left without rows (each names the store and the key).
     """
     store = FeatureStore.open(path)
-    names = list(modalities) if modalities is not None else list(store.modalities)
-    for m in names:
-        if m not in store.modalities:
-            raise ValueError(
-                f"{store.path}: modalities: {m!r} is not in the store; "
-                f"expected some of {list(store.modalities)}"
-            )
-    if not names or len(set(names)) != len(names):
-        raise ValueError(f"{store.path}: modalities: expected at least one distinct name, got {names}")
+    names = store.chosen_modalities(modalities)
     labels = np.asarray(store.labels, dtype=np.int64)
     if not (labels >= 0).any():
         raise ValueError(f"{store.path}: labels: classification needs class labels; every row has label -1")

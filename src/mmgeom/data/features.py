@@ -163,6 +163,25 @@ class FeatureStore:
         """Modality names in the order they were written."""
         return tuple(self.manifest["modalities"])
 
+    def chosen_modalities(self, modalities: Sequence[str] | None) -> list[str]:
+        """``modalities`` checked against the store (all of them when None).
+
+        Raises:
+            ValueError: a name not in the store, a repeated name or none at all (naming the store).
+        """
+        names = list(modalities) if modalities is not None else list(self.modalities)
+        for m in names:
+            if m not in self.modalities:
+                raise ValueError(
+                    f"{self.path}: modalities: {m!r} is not in the store; "
+                    f"expected some of {list(self.modalities)}"
+                )
+        if not names or len(set(names)) != len(names):
+            raise ValueError(
+                f"{self.path}: modalities: expected at least one name, all distinct; got {names}"
+            )
+        return names
+
     @property
     def dims(self) -> dict[str, int]:
         """Modality → feature dimension."""

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _io
 from .store_format import FeatureStoreError
 
 __all__ = [
@@ -51,18 +52,8 @@ def replace_json(path: Path, obj: object) -> None:
 
 def fsync_dir(path: Path, durable: bool = True) -> None:
     """Make a rename inside ``path`` durable (POSIX: fsync the directory); nothing when not ``durable``."""
-    if not durable:
-        return
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory handles
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
+    if durable:
+        _io.fsync_dir(path)
 
 
 def fsync_json(path: Path, obj: object, durable: bool = True) -> None:

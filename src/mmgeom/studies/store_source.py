@@ -85,15 +85,7 @@ def check_request(
     study: str,
 ) -> tuple[str, ...]:
     """The chosen modalities, anchor first; a ``ValueError`` naming the store and key on a bad request."""
-    names = list(modalities) if modalities is not None else list(store.modalities)
-    for m in names:
-        if m not in store.modalities:
-            raise ValueError(
-                f"{store.path}: modalities: {m!r} is not in the store; "
-                f"expected some of {list(store.modalities)}"
-            )
-    if len(set(names)) != len(names):
-        raise ValueError(f"{store.path}: modalities: expected distinct names, got {names}")
+    names = store.chosen_modalities(modalities)
     if len(names) < min_modalities:
         raise ValueError(
             f"{store.path}: modalities: the {study} study needs at least {min_modalities} modalities, "

@@ -35,7 +35,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from .._io import WRITE_FAILURES
+from .._io import WRITE_FAILURES, fsync_dir
 from ..errors import CheckpointError
 from ..version import __version__
 
@@ -88,19 +88,6 @@ def _sha256(path: Path) -> str:
 def _fsync_file(path: Path) -> None:
     with path.open("rb") as fh:
         os.fsync(fh.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory handles
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
 
 
 def _plain(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -175,14 +162,14 @@ class CheckpointStore:
                 json.dump(manifest, fh, indent=1)
                 fh.flush()
                 os.fsync(fh.fileno())
-            _fsync_dir(tmp)
+            fsync_dir(tmp)
             target = self.root / name
             old = None
             if target.exists():
                 old = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{name}.", suffix=".old"))
                 os.replace(target, old / name)
             os.replace(tmp, target)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
             if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
         except OSError as err:
