@@ -188,16 +188,22 @@ class ShardedArray:
         k = min(max(k, 0), len(self.shards) - 1)
         return f"{self.shards[k].path}, row {row - int(self.offsets[k])}"
 
-    def read(self, a: int, b: int) -> np.ndarray:
-        """Rows ``a .. b`` (crossing shard boundaries as needed)."""
-        parts = []
+    def _spans(self, a: int, b: int) -> Iterator[tuple[_Shard, int, int, int]]:
+        """``(shard, first, stop, at)`` for each shard overlapping rows ``a .. b``: its local rows
+        ``first .. stop`` are rows ``at ..`` of the array. Shards wholly before ``a`` are released (rows
+        are read in order, so they are done with)."""
         for k, shard in enumerate(self.shards):
             lo, hi = int(self.offsets[k]), int(self.offsets[k + 1])
-            if hi <= a or lo >= b:
-                if hi <= a:
-                    shard.release()
-                continue
-            parts.append(shard.read(max(a, lo) - lo, min(b, hi) - lo).astype(self.dtype, copy=False))
+            if hi <= a:
+                shard.release()
+            elif lo < b:
+                yield shard, max(a, lo) - lo, min(b, hi) - lo, max(a, lo)
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        """Rows ``a .. b`` (crossing shard boundaries as needed)."""
+        parts = [
+            s.read(first, stop).astype(self.dtype, copy=False) for s, first, stop, _ in self._spans(a, b)
+        ]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def copyable(self, dtype: np.dtype) -> bool:
@@ -206,31 +212,20 @@ class ShardedArray:
 
     def file_rows(self, a: int, b: int) -> FileRows:
         """Rows ``a .. b`` as byte ranges of the shard files (see :meth:`copyable`)."""
-        parts = []
-        for k, shard in enumerate(self.shards):
-            lo, hi = int(self.offsets[k]), int(self.offsets[k + 1])
-            if hi <= a or lo >= b:
-                if hi <= a:
-                    shard.release()
-                continue
-            first = max(a, lo) - lo
-            parts.append((shard.fd(), shard.byte_offset(first), min(b, hi) - lo - first, str(shard.path)))
+        parts = [
+            (shard.fd(), shard.byte_offset(first), stop - first, str(shard.path))
+            for shard, first, stop, _ in self._spans(a, b)
+        ]
         return FileRows(parts, (b - a, self.dim), self.dtype)
 
     def read_into(self, a: int, out: np.ndarray) -> np.ndarray:
         """Rows ``a .. a + len(out)`` into the preallocated ``out`` (dtype :attr:`dtype`); returns ``out``."""
-        b = a + len(out)
-        for k, shard in enumerate(self.shards):
-            lo, hi = int(self.offsets[k]), int(self.offsets[k + 1])
-            if hi <= a or lo >= b:
-                if hi <= a:
-                    shard.release()
-                continue
-            part = out[max(a, lo) - a : min(b, hi) - a]
+        for shard, first, stop, at in self._spans(a, a + len(out)):
+            part = out[at - a : at - a + stop - first]
             if shard.dtype == self.dtype:
-                shard.read_into(max(a, lo) - lo, part)
+                shard.read_into(first, part)
             else:  # shards of mixed precision: the widest wins
-                part[...] = shard.read(max(a, lo) - lo, min(b, hi) - lo)
+                part[...] = shard.read(first, stop)
         return out
 
 
