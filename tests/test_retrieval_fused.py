@@ -312,3 +312,23 @@ def test_rescoring_in_slices_equals_one_slice() -> None:
         torch.set_num_threads(threads)
     assert torch.equal(i1, i2) and torch.equal(s1, s2)
     assert torch.equal(i1, brute_topk(q, g, 7, "cosine"))
+
+
+def test_without_the_native_kernels_nothing_is_measured(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """MMGEOM_NATIVE=0: no fused engine to time, so tune() reports the default instead of failing, and
+    a large search under backend='auto' runs the blocked engine."""
+    monkeypatch.setenv("MMGEOM_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("MMGEOM_NATIVE", "0")
+    _native.reset()
+    try:
+        monkeypatch.setattr(_tune, "measure", lambda *a, **k: pytest.fail("measured without the kernels"))
+        assert tune()["source"] == "default"
+        assert _tune.plan_for(1e15, torch.float32).source == "default"
+        q, g = data()
+        s, i = topk(q, g, 5)
+    finally:
+        monkeypatch.delenv("MMGEOM_NATIVE")
+        _native.reset()
+    assert torch.equal(i, topk(q, g, 5)[1]) and torch.equal(s, topk(q, g, 5)[0])

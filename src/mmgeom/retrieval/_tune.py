@@ -30,7 +30,7 @@ import torch
 
 from .._io import write_json
 from .._paths import cache_root
-from . import _gemm
+from . import _gemm, _native
 from ._fused import fused_candidates
 from ._plan import PREPARE_ROWS, Plan
 
@@ -173,7 +173,8 @@ def _faiss_speedup(faiss: Any, plan: Plan, d: int, gen: torch.Generator) -> floa
 def plan_for(flops: float, dtype: torch.dtype, force: bool = False) -> Plan:
     """The plan for a search of ``flops`` multiply-adds: cached, measured (large searches) or default."""
     threads = torch.get_num_threads()
-    if not tuning_enabled() and not force:
+    if (not tuning_enabled() and not force) or not _native.available(dtype, torch.device("cpu")):
+        # without the native kernels there is no fused engine to measure (topk runs the blocked one)
         return default_plan(threads)
     try:
         path = cache_file(dtype, threads)
@@ -203,7 +204,8 @@ def tune(dtype: torch.dtype = torch.float32) -> dict[str, object]:
     Returns:
         ``{"threads", "query_chunk", "gallery_chunk", "prepare_chunk", "faiss_speedup", "source",
         "backend_auto"}``: ``faiss_speedup`` is the fused engine's time over FAISS's on the same data
-        (None without FAISS), ``backend_auto`` what ``backend="auto"`` will use.
+        (None without FAISS), ``backend_auto`` what ``backend="auto"`` will use. Without the native
+        kernels (no C compiler, ``MMGEOM_NATIVE=0``) nothing is measured: ``source`` is ``"default"``.
 
     Example:
         >>> from mmgeom.retrieval import tune

@@ -144,9 +144,8 @@ def _candidates(
     blocked engine, whose blocks are exactly the requested shape.
     """
     fused = backend != "faiss" and chunks is None and _native.available(q.dtype, q.device)
-    plan = None
-    if fused or backend == "auto":
-        plan = plan_for(2.0 * q.shape[0] * g_src.n * q.shape[1], q.dtype)
+    # FAISS was measured against the fused engine, on CPU: GPU tensors stay with torch under "auto"
+    plan = plan_for(2.0 * q.shape[0] * g_src.n * q.shape[1], q.dtype) if fused else None
     if backend == "faiss" or (
         backend == "auto" and plan is not None and plan.prefers_faiss() and _faiss_installed()
     ):
