@@ -39,7 +39,8 @@ _log = logging.getLogger(__name__)
 #: Version of the cached file's layout and of the measurement; bump to re-measure everywhere.
 TUNE_VERSION = 3
 #: Searches with fewer multiply-adds than this use the cached plan if there is one, else the default
-#: (measuring takes about four seconds on two cores; a search this small takes about half a second).
+#: (measuring runs a few seconds: eight shapes and three rounds against FAISS; a search this small takes
+#: about half a second on two cores).
 MIN_TUNE_FLOPS = 1e11
 #: Candidate (query rows per task, gallery columns per GEMM) shapes.
 CANDIDATES = ((256, 4096), (512, 4096), (1024, 2048), (512, 8192))
