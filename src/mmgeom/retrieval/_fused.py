@@ -1,15 +1,15 @@
 """The query-parallel fast pass of exact top-k: each thread multiplies and merges its own blocks.
 
 The first engine (:func:`mmgeom.retrieval._candidates.torch_candidates`) alternates one multi-threaded
-GEMM per block with a merge of that block. On a 2-core AMD EPYC (Zen 4) it reached 77-78% of the
-sgemm roofline where this engine reaches 92-95% (benchmarks/results/retrieval/amd-epyc-avx512.md):
-every block ends with an OpenMP barrier, the threads that finish early spin while the merge runs, and
-the merge reads a 16 MB block back from memory after the GEMM wrote it. Here each worker thread takes a
-slice of queries and, for it, runs a *single-threaded* GEMM against a gallery sub-chunk followed at once by the native merge of that block,
-while the block is still in its cache. Threads never wait for each other inside a gallery chunk; they
-meet once per gallery chunk (which keeps every query's blocks in gallery order, as the merge needs),
-and the calling thread prepares the next chunk meanwhile. The block shapes and the thread count come
-from :mod:`mmgeom.retrieval._tune` (measured once per CPU and cached).
+GEMM per block with a merge of that block. On a 2-core AMD EPYC (Zen 4) it reached 77-78% of the sgemm
+roofline where this engine reaches 92-95% (benchmarks/results/retrieval/amd-epyc-avx512.md): every block
+ends with an OpenMP barrier, the threads that finish early spin while the merge runs, and the merge reads
+a 16 MB block back from memory after the GEMM wrote it. Here each worker thread takes a slice of queries
+and, for it, runs a *single-threaded* GEMM against a gallery sub-chunk followed at once by the native
+merge of that block, while the block is still in its cache. Threads never wait for each other inside a
+gallery chunk; they meet once per gallery chunk (which keeps every query's blocks in gallery order, as
+the merge needs), and the calling thread prepares the next chunk meanwhile. The block shapes and the
+thread count come from :mod:`mmgeom.retrieval._tune` (measured once per CPU and cached).
 
 Same results as the first engine: the candidates only feed the exact rescoring of
 :mod:`mmgeom.retrieval.rescore`, which does not depend on how the scores were blocked.
