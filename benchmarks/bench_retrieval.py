@@ -119,17 +119,21 @@ def measure(fn: Callable[[], Any], repeats: int = 1, probe: bool = True) -> Timi
 # ----------------------------------------------------------------------------------------- pieces
 
 
-def sgemm_rate(m: int = 4096, n: int = 16384, d: int = 512, repeats: int = 5) -> float:
-    """Best float32 GFLOP/s of a large matmul with torch's BLAS."""
-    a, b = torch.randn(m, d), torch.randn(n, d)
-    out = torch.empty(m, n)
-    torch.mm(a, b.T, out=out)
+def _best_rate(multiply: Callable[[], object], flops: float, repeats: int) -> float:
+    """Best GFLOP/s of ``repeats`` calls of ``multiply`` after one warm-up call."""
+    multiply()
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
-        torch.mm(a, b.T, out=out)
+        multiply()
         best = min(best, time.perf_counter() - t0)
-    return 2 * m * n * d / best / 1e9
+    return flops / best / 1e9
+
+
+def sgemm_rate(m: int = 4096, n: int = 16384, d: int = 512, repeats: int = 5) -> float:
+    """Best float32 GFLOP/s of a large matmul with torch's BLAS."""
+    a, b, out = torch.randn(m, d), torch.randn(n, d), torch.empty(m, n)
+    return _best_rate(lambda: torch.mm(a, b.T, out=out), 2 * m * n * d, repeats)
 
 
 def numpy_sgemm_rate(m: int = 4096, n: int = 16384, d: int = 512, repeats: int = 5) -> float:
@@ -138,13 +142,7 @@ def numpy_sgemm_rate(m: int = 4096, n: int = 16384, d: int = 512, repeats: int =
     rng = np.random.default_rng(0)
     a, b = rng.random((m, d), dtype=np.float32), rng.random((n, d), dtype=np.float32)
     out = np.empty((m, n), dtype=np.float32)
-    np.matmul(a, b.T, out=out)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        np.matmul(a, b.T, out=out)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * m * n * d / best / 1e9
+    return _best_rate(lambda: np.matmul(a, b.T, out=out), 2 * m * n * d, repeats)
 
 
 def unit_rows(n: int, d: int, gen: torch.Generator) -> torch.Tensor:
