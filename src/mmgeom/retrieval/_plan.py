@@ -45,6 +45,10 @@ def rank_chunks(n_q: int, n_g: int, d: int, itemsize: int, budget: int) -> tuple
     return cq, cg
 
 
+#: Below this many multiply-adds (well under a millisecond of GEMM) the fused engines' thread hand-offs
+#: cost more than they save: the blocked engine / chunked ranks run instead (same results).
+MIN_FUSED_FLOPS = 1e8
+
 #: Gallery rows prepared (converted, normalised) at a time by the fused engines; two are alive at once.
 PREPARE_ROWS = 16384
 #: FAISS must beat the fused engine by this factor before ``backend="auto"`` picks it (noise margin).

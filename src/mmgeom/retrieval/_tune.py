@@ -16,6 +16,7 @@ every engine feeds the same exact rescoring.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -51,6 +52,7 @@ def tuning_enabled() -> bool:
     return os.environ.get("MMGEOM_TUNE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+@functools.lru_cache(maxsize=16)
 def _cpu_key(dtype: torch.dtype, threads: int) -> str:
     flags = model = ""
     try:
@@ -171,6 +173,10 @@ def _faiss_speedup(faiss: Any, plan: Plan, d: int, gen: torch.Generator) -> floa
     return sorted(ratios)[1]
 
 
+#: Plans read from their cache file in this process, by file (a new measurement replaces the entry).
+_read_plans: dict[Path, Plan] = {}
+
+
 def plan_for(flops: float, dtype: torch.dtype, force: bool = False) -> Plan:
     """The plan for a search of ``flops`` multiply-adds: cached, measured (large searches) or default."""
     threads = torch.get_num_threads()
@@ -181,12 +187,15 @@ def plan_for(flops: float, dtype: torch.dtype, force: bool = False) -> Plan:
         path = cache_file(dtype, threads)
     except RuntimeError:  # no cache folder can be named (no home directory): do not measure each time
         return default_plan(threads)
-    cached = None if force else _read(path, threads)
+    # every top-k call asks for its plan: a cached file is read from disk once per process
+    cached = None if force else (_read_plans.get(path) or _read(path, threads))
     if cached is not None:
+        _read_plans[path] = cached
         return cached
     if flops < MIN_TUNE_FLOPS and not force:
         return default_plan(threads)
     plan = measure(threads, dtype)
+    _read_plans.pop(path, None)
     try:
         record = {k: v for k, v in asdict(plan).items() if k not in ("threads", "source")}
         write_json(path, {**record, "threads": threads, "cpu": platform.processor() or platform.machine()})

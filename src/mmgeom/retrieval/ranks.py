@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from . import _native
+from . import _native, _plan
 from ._fused_ranks import fused_ranks
 from ._inputs import EPS, Embeddings, Scoring, check_nonzero_rows, chunk_ranges
 from ._plan import rank_chunks
@@ -100,12 +100,14 @@ def iter_positive_ranks(
         scale = scale.to(q.device)
     tau = rounding_bound(d, q.dtype, q.norm(dim=1).cpu(), norm_max)
     keys = ExactKeys(query, gallery, scoring, q.dtype)
+    flops = 2.0 * n_q * gallery.n * d
     if (
         chunks is None
+        and flops >= _plan.MIN_FUSED_FLOPS
         and _native.available(q.dtype, q.device)
         and relevance.max_count(0, n_q) <= MAX_COMPARE_POSITIVES
     ):
-        plan = plan_for(2.0 * n_q * gallery.n * d, q.dtype)
+        plan = plan_for(flops, q.dtype)
         plan = plan.fit(n_q, gallery.n, d, itemsize, budget)
         ranks = fused_ranks(keys, q, gallery, relevance, scale, tau, plan, progress)
         yield 0, n_q, ranks, relevance.counts(0, n_q)

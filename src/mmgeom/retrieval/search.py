@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from .._validation import check_choice
-from . import _native
+from . import _native, _plan
 from ._candidates import Candidates, torch_candidates
 from ._inputs import (
     BACKENDS,
@@ -143,9 +143,15 @@ def _candidates(
     The fused engine needs the native merge (CPU, float32/float64); explicit ``chunk_size`` keeps the
     blocked engine, whose blocks are exactly the requested shape.
     """
-    fused = backend != "faiss" and chunks is None and _native.available(q.dtype, q.device)
+    flops = 2.0 * q.shape[0] * g_src.n * q.shape[1]
+    fused = (
+        backend != "faiss"
+        and chunks is None
+        and flops >= _plan.MIN_FUSED_FLOPS
+        and _native.available(q.dtype, q.device)
+    )
     # FAISS was measured against the fused engine, on CPU: GPU tensors stay with torch under "auto"
-    plan = plan_for(2.0 * q.shape[0] * g_src.n * q.shape[1], q.dtype) if fused else None
+    plan = plan_for(flops, q.dtype) if fused else None
     if backend == "faiss" or (
         backend == "auto" and plan is not None and plan.prefers_faiss() and _faiss_installed()
     ):
