@@ -97,3 +97,27 @@ def test_the_global_switch_is_restored_after_a_call_even_on_error() -> None:
         bad["text"][0, 0] = float("inf")
         create_loss("infonce")(bad)
         assert not validation_enabled()
+
+
+def test_checks_off_on_one_thread_leave_other_threads_checked() -> None:
+    """check_values=False is per call and per thread: a loss running elsewhere keeps its value checks."""
+    import threading
+
+    from mmgeom import _validation
+
+    inside, release, seen = threading.Event(), threading.Event(), []
+
+    def unchecked() -> None:
+        with _validation.values_unchecked():
+            seen.append(("A", _validation.validation_enabled()))
+            inside.set()
+            release.wait(10)
+
+    worker = threading.Thread(target=unchecked)
+    worker.start()
+    assert inside.wait(10)
+    seen.append(("B", _validation.validation_enabled()))
+    release.set()
+    worker.join()
+    assert seen == [("A", False), ("B", True)]
+    assert _validation.validation_enabled()

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
 _STATE = {"deep": True}
+#: Per-thread override: a loss with ``check_values=False`` turns value checks off for its own call on its
+#: own thread, without touching the process-wide switch another thread may be relying on.
+_LOCAL = threading.local()
 
 #: Keys of a batch dict that are not modalities.
 RESERVED_KEYS = ("labels", "mask")
@@ -22,7 +26,18 @@ RESERVED_KEYS = ("labels", "mask")
 
 def validation_enabled() -> bool:
     """Whether value checks (finite entries, non-zero rows) run; shape checks always run."""
-    return _STATE["deep"]
+    return _STATE["deep"] and not getattr(_LOCAL, "values_off", False)
+
+
+@contextlib.contextmanager
+def values_unchecked() -> Iterator[None]:
+    """Value checks off for the calling thread only, inside the block (``check_values=False``)."""
+    previous = getattr(_LOCAL, "values_off", False)
+    _LOCAL.values_off = True
+    try:
+        yield
+    finally:
+        _LOCAL.values_off = previous
 
 
 def set_validation(enabled: bool) -> None:
@@ -66,7 +81,7 @@ def check_embeddings(
         raise ValueError(f"{name}: expected D >= 1, got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         raise ValueError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
-    if values and _STATE["deep"]:
+    if values and validation_enabled():
         if not bool(torch.isfinite(x).all()):
             bad = int((~torch.isfinite(x)).any(dim=1).sum())
             raise ValueError(f"{name}: {bad} row(s) contain NaN or Inf (shape {tuple(x.shape)})")
@@ -140,7 +155,7 @@ def check_batch(
                 f"{name}: expected dimension D = {first.shape[1]} as {first_name} "
                 f"{tuple(first.shape)}, got shape {tuple(z.shape)}"
             )
-    if _STATE["deep"]:
+    if validation_enabled():
         check_values(mods, normalised=normalised)
     return mods
 
@@ -239,12 +254,12 @@ def check_mask(mask: Mapping[str, Tensor], mods: Mapping[str, Tensor]) -> dict[s
         elif not isinstance(m, Tensor) or m.dtype != torch.bool or tuple(m.shape) != (rows,):
             got = f"{m.dtype} {tuple(m.shape)}" if isinstance(m, Tensor) else type(m).__name__
             raise ValueError(f"mask[{name!r}]: expected a bool tensor of shape ({rows},), got {got}")
-        if _STATE["deep"]:
+        if validation_enabled():
             zero = ((z.detach().abs().amax(dim=1) == 0) & m).nonzero()
             if zero.numel():
                 raise ValueError(f"{name}: row {int(zero[0])} is marked present but is all zeros")
         out[name] = m
-    if _STATE["deep"] and len(out) >= 2:
+    if validation_enabled() and len(out) >= 2:
         # A row takes part in a cross-modal term only when two of its modalities are present. With no
         # such row every term is empty and the loss would be a silent 0 with no gradient: an error.
         present = torch.stack(list(out.values()), dim=1).sum(dim=1)

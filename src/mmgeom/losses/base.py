@@ -64,15 +64,11 @@ class MultimodalLoss(nn.Module):
     check_values: bool = True
 
     def forward(self, batch: Mapping[str, Tensor], **kwargs: Any) -> LossOutput:
-        state = _validation._STATE
-        if self.check_values or not state["deep"]:
+        if self.check_values or not _validation.validation_enabled():
             return self._checked_forward(batch, kwargs)
-        # Value checks off for this call only (the switch the functional layer reads), restored after.
-        state["deep"] = False
-        try:
+        # Value checks off for this call on this thread only (what the functional layer reads).
+        with _validation.values_unchecked():
             return self._checked_forward(batch, kwargs)
-        finally:
-            state["deep"] = True
 
     def _checked_forward(self, batch: Mapping[str, Tensor], kwargs: dict[str, Any]) -> LossOutput:
         if not isinstance(batch, Mapping):
