@@ -19,7 +19,7 @@ chunked path; so the ranks are the same exact ranks.
 from __future__ import annotations
 
 import threading
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future
 
 import torch
 from torch import Tensor
@@ -47,6 +47,40 @@ def _band_by_tensors(block: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
     return torch.stack([rows, cols, ps], dim=1)
 
 
+class _Settler:
+    """Settles the band entries of one block at once, on the worker that found them.
+
+    Each (query, item) pair inside a positive's band gets its exact key (:class:`ExactKeys`, native
+    and certified for float32 matrices in memory) and is compared with the positive's exact key,
+    computed up front for every positive. Settling block by block keeps the pairs' rows in cache,
+    spreads the work over the workers and never holds more than one block's band entries: collecting
+    every block's entries first (millions of pairs with positives in the dense middle of the score
+    distribution) cost 845 MiB and a serial tail of sorting and gathering.
+    """
+
+    def __init__(self, keys: ExactKeys, pos: Tensor, key_p: Tensor, above: Tensor) -> None:
+        self.keys, self.pos, self.key_p, self.above = keys, pos, key_p, above
+
+    def __call__(self, hits: Tensor, q0: int, c0: int) -> None:
+        """Count the band entries ``hits`` (``(n, 3)`` block row, block column, p) of the block whose
+        first query is ``q0`` and first gallery item ``c0`` that are exactly before their positive."""
+        rows, cols, ps = hits[:, 0] + q0, hits[:, 1] + c0, hits[:, 2]
+        p_items = self.pos[rows, ps]
+        other = cols != p_items
+        if not bool(other.all()):
+            rows, cols, ps, p_items = rows[other], cols[other], ps[other], p_items[other]
+        if rows.numel() == 0:
+            return
+        width = self.pos.shape[1]
+        flat = rows * width + ps
+        before = exact_before(self.keys(rows, cols, in_order=True), cols, self.key_p.view(-1)[flat], p_items)
+        # each task owns its query rows: no other thread writes these counts
+        counted = flat[before]
+        # (worker threads do not inherit the caller's inference mode, under which ``above`` was made)
+        with torch.inference_mode():
+            self.above.view(-1).index_add_(0, counted, torch.ones(counted.numel(), dtype=torch.long))
+
+
 def _scan(
     q: Tensor,
     g: Tensor,
@@ -57,7 +91,7 @@ def _scan(
     lo: Tensor,
     hi: Tensor,
     above: Tensor,
-    found: list[Tensor],
+    settle: _Settler,
     gemm: str = "torch",
 ) -> None:
     one_thread_here()
@@ -69,12 +103,8 @@ def _scan(
         block = buf[: rows * (c1 - c0)].view(rows, c1 - c0)
         block_scores(gemm, qs, g[c0:c1], block)
         n = _native.count_rows(block, lo_r, hi_r, above_r, band)
-        if n == 0:
-            continue
-        hits = band[:n].clone() if n <= band.shape[0] else _band_by_tensors(block, lo_r, hi_r)
-        hits[:, 0] += q0
-        hits[:, 1] += offset + c0
-        found.append(hits)
+        if n:
+            settle(band[:n] if n <= band.shape[0] else _band_by_tensors(block, lo_r, hi_r), q0, offset + c0)
 
 
 def positive_scores(
@@ -123,8 +153,11 @@ def fused_ranks(
     lo, hi = tie_band(positive_scores(q, gallery, scale, pos, valid), tau, valid)
     lo, hi = lo.contiguous(), hi.contiguous()
     above = torch.zeros(pos.shape, dtype=torch.long)
+    key_p = torch.full(pos.shape, float("nan"), dtype=torch.float64)
+    v_rows, v_ps = valid.nonzero(as_tuple=True)
+    key_p[v_rows, v_ps] = keys(v_rows, pos[v_rows, v_ps])
+    settle = _Settler(keys, pos, key_p, above)
     tasks = chunk_ranges(n_q, max(1, min(plan.query_chunk, -(-n_q // plan.threads))))
-    found: list[list[Tensor]] = [[] for _ in tasks]
     pool = _native.executor(plan.threads)
 
     def prepare(g0: int, g1: int) -> Tensor:
@@ -138,41 +171,11 @@ def fused_ranks(
         for j, (g0, _) in enumerate(bar):
             g = nxt
             futures: list[Future[None]] = [
-                pool.submit(_scan, q, g, g0, a, b, plan.gallery_chunk, lo, hi, above, found[t], plan.gemm)
-                for t, (a, b) in enumerate(tasks)
+                pool.submit(_scan, q, g, g0, a, b, plan.gallery_chunk, lo, hi, above, settle, plan.gemm)
+                for a, b in tasks
             ]
             if j + 1 < len(g_ranges):
                 nxt = prepare(*g_ranges[j + 1])
             for f in futures:
                 f.result()
-        hits = [h for per_task in found for h in per_task]
-        if hits:
-            _settle(torch.cat(hits), keys, pos, above, pool, plan.threads)
     return torch.where(valid, above, n_g)
-
-
-def _settle(hits: Tensor, keys: ExactKeys, pos: Tensor, above: Tensor, pool: Executor, threads: int) -> None:
-    """Add to ``above`` the band items that are exactly before their positive.
-
-    The exact keys (float64 rows gathered and multiplied) are computed in ``threads`` slices on the pool:
-    with positives in the dense middle of the score distribution they are most of the remaining work.
-    """
-    rows, cols, ps = hits[:, 0], hits[:, 1], hits[:, 2]
-    other = cols != pos[rows, ps]
-    rows, cols, ps = rows[other], cols[other], ps[other]
-    if rows.numel() == 0:
-        return
-    # each positive with a band item: one exact key, found through a flat (row, p) code
-    width = pos.shape[1]
-    flat = rows * width + ps
-    codes, inverse = torch.unique(flat, return_inverse=True)
-    key_p = keys(codes // width, pos.view(-1)[codes])[inverse]
-    slices = chunk_ranges(rows.numel(), -(-rows.numel() // threads))
-
-    def before(a: int, b: int) -> Tensor:
-        one_thread_here()
-        return exact_before(keys(rows[a:b], cols[a:b]), cols[a:b], key_p[a:b], pos[rows[a:b], ps[a:b]])
-
-    parts = [f.result() for f in [pool.submit(before, a, b) for a, b in slices]]
-    # one count per (row, p) of the items exactly before it: a bincount of their flat codes
-    above.view(-1).add_(torch.bincount(flat[torch.cat(parts)], minlength=above.numel()))
