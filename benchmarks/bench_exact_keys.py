@@ -81,9 +81,9 @@ def main() -> None:
     native_keys = ExactKeys.native_keys
 
     def counting(
-        self: ExactKeys, rows: torch.Tensor, cols: torch.Tensor
+        self: ExactKeys, rows: torch.Tensor, cols: torch.Tensor, *rest: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        key, certain = native_keys(self, rows, cols)
+        key, certain = native_keys(self, rows, cols, *rest)
         pairs["settled"] += rows.numel()
         pairs["uncertain"] += int((~certain).sum())
         return key, certain
@@ -100,7 +100,7 @@ def main() -> None:
         with lock:
             settle_seconds[0] += time.perf_counter() - t0
 
-    def by_definition(self: ExactKeys, rows: torch.Tensor, cols: torch.Tensor, in_order: bool = False) -> Any:
+    def by_definition(self: ExactKeys, rows: torch.Tensor, cols: torch.Tensor, *rest: Any) -> Any:
         return self.torch_keys(rows, cols)
 
     def run(native: bool) -> tuple[float, float, dict[str, float]]:

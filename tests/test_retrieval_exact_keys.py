@@ -10,6 +10,7 @@ against the chunked path and a plain-loop reference.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -162,6 +163,10 @@ def test_pair_dots_kernel_against_a_plain_loop() -> None:
         assert gsq[i] == pytest.approx(math.fsum(y * y for y in b), rel=1e-14)
     only_dot = _native.pair_dots(q, g, rows, cols, absdot=False, norms=False)
     assert torch.equal(only_dot[0], dot) and only_dot[1:] == (None, None)
+    # query rows widened to float64 first (the settling of one block): the same bits, every output
+    widened = _native.pair_dots(q.double(), g, rows, cols, absdot=True, norms=True)
+    for got, want in zip(widened, (dot, absdot, gsq), strict=True):
+        assert got is not None and torch.equal(got, want)
 
 
 def test_pair_dots_rejects_bad_arguments() -> None:
@@ -170,7 +175,9 @@ def test_pair_dots_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError, match=r"cols must lie in \[0, 5\)"):
         _native.pair_dots(q, g, rows, cols, absdot=True, norms=False)
     with pytest.raises(ValueError, match="float32"):
-        _native.pair_dots(q.double(), g, rows, cols - 1, absdot=True, norms=False)
+        _native.pair_dots(q, g.double(), rows, cols - 1, absdot=True, norms=False)
+    with pytest.raises(ValueError, match="float32"):
+        _native.pair_dots(q.half(), g, rows, cols - 1, absdot=True, norms=False)
 
 
 def test_native_path_is_used_only_where_it_applies(tmp_path: object) -> None:
@@ -247,9 +254,11 @@ def test_ranks_with_random_positives_match_the_chunked_path_and_the_old_keys(
     native_pairs: list[int] = []
     original = ExactKeys.native_keys
 
-    def counted(self: ExactKeys, r: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def counted(
+        self: ExactKeys, r: torch.Tensor, c: torch.Tensor, *rest: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         native_pairs.append(r.numel())
-        return original(self, r, c)
+        return original(self, r, c, *rest)
 
     with monkeypatch.context() as mp:
         mp.setattr(ExactKeys, "native_keys", counted)
@@ -258,9 +267,7 @@ def test_ranks_with_random_positives_match_the_chunked_path_and_the_old_keys(
     chunked = streamed_or_chunked_ranks(q, g, lists, metric, (16, 700))
     metrics_streamed = retrieval_metrics(q, g, lists, metric=metric)
 
-    def by_definition(
-        self: ExactKeys, rows: torch.Tensor, cols: torch.Tensor, in_order: bool = False
-    ) -> torch.Tensor:
+    def by_definition(self: ExactKeys, rows: torch.Tensor, cols: torch.Tensor, *rest: Any) -> torch.Tensor:
         return self.torch_keys(rows, cols)
 
     monkeypatch.setattr(ExactKeys, "__call__", by_definition)  # the keys by definition only

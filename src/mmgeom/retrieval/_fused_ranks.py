@@ -7,13 +7,15 @@ worker thread runs a single-threaded GEMM of its queries against a gallery sub-c
 block at once with the native kernel (``mmgeom_count_*`` in ``_merge.c``), while the block is in its
 cache. The gallery is read once, whatever the number of queries.
 
-What changes is where the positive's own fast score comes from: it is computed up front, by a separate
-float32 (float64) dot product, instead of being read from the block. Both that score and every block
-score lie within ``tau`` (:func:`~mmgeom.retrieval.rescore.rounding_bound`) of the exact score, so the
-band ``[s_p - 2 tau - 4 ulp, s_p + 2 tau + 4 ulp]`` of :func:`~mmgeom.retrieval._ties.tie_band` still
-holds every item whose order against the positive the fast scores cannot decide, the positive itself
-included (it is excluded by index). Items inside a band are settled by their exact keys, as in the
-chunked path; so the ranks are the same exact ranks.
+What changes is what the band is centred on: the positive's *exact* key ``k_p``, computed up front for
+every positive, instead of its fast score read from the block. Every block score lies within ``tau``
+(:func:`~mmgeom.retrieval.rescore.rounding_bound`) of its exact score, so an item whose fast score is
+above ``k_p + tau + 4 ulp`` is exactly before the positive and one below ``k_p - tau - 4 ulp`` after it
+(:func:`~mmgeom.retrieval._ties.tie_band` with ``errors=1``): half the width of the chunked path's band
+``s_p -+ (2 tau + 4 ulp)``, whose centre is itself a fast score. Items inside a band (the positive itself
+among them, excluded by index) are settled by their exact keys, as in the chunked path; so the ranks are
+the same exact ranks. With positives in the dense middle of the score distribution the band holds
+hundreds of items per positive, and halving it halves the exact keys to compute.
 """
 
 from __future__ import annotations
@@ -61,9 +63,10 @@ class _Settler:
     def __init__(self, keys: ExactKeys, pos: Tensor, key_p: Tensor, above: Tensor) -> None:
         self.keys, self.pos, self.key_p, self.above = keys, pos, key_p, above
 
-    def __call__(self, hits: Tensor, q0: int, c0: int) -> None:
+    def __call__(self, hits: Tensor, q0: int, c0: int, widened: tuple[Tensor, int] | None = None) -> None:
         """Count the band entries ``hits`` (``(n, 3)`` block row, block column, p) of the block whose
-        first query is ``q0`` and first gallery item ``c0`` that are exactly before their positive."""
+        first query is ``q0`` and first gallery item ``c0`` that are exactly before their positive
+        (``widened``: the block's query rows from :meth:`ExactKeys.widened`)."""
         rows, cols, ps = hits[:, 0] + q0, hits[:, 1] + c0, hits[:, 2]
         p_items = self.pos[rows, ps]
         other = cols != p_items
@@ -73,7 +76,7 @@ class _Settler:
             return
         width = self.pos.shape[1]
         flat = rows * width + ps
-        before = exact_before(self.keys(rows, cols, in_order=True), cols, self.key_p.view(-1)[flat], p_items)
+        before = exact_before(self.keys(rows, cols, True, widened), cols, self.key_p.view(-1)[flat], p_items)
         # each task owns its query rows: no other thread writes these counts
         counted = flat[before]
         # (worker threads do not inherit the caller's inference mode, under which ``above`` was made)
@@ -99,29 +102,20 @@ def _scan(
     buf = thread_buffer(_local, "block", rows * min(cg, g.shape[0]), q.dtype)
     band = thread_buffer(_local, "band", 3 * BAND_CAPACITY, torch.long)[: 3 * BAND_CAPACITY].view(-1, 3)
     qs, lo_r, hi_r, above_r = q[q0:q1], lo[q0:q1], hi[q0:q1], above[q0:q1]
+    # the task's query rows in float64, made at its first band entry (most blocks of a query far from
+    # its positives have none)
+    widened: tuple[Tensor, int] | None = None
+    made = False
     for c0, c1 in chunk_ranges(g.shape[0], cg):
         block = buf[: rows * (c1 - c0)].view(rows, c1 - c0)
         block_scores(gemm, qs, g[c0:c1], block)
         n = _native.count_rows(block, lo_r, hi_r, above_r, band)
         if n:
-            settle(band[:n] if n <= band.shape[0] else _band_by_tensors(block, lo_r, hi_r), q0, offset + c0)
-
-
-def positive_scores(
-    q: Tensor, gallery: Embeddings, scale: Tensor | None, pos: Tensor, valid: Tensor
-) -> Tensor:
-    """``(N_q, P)`` fast scores of the positives, one dot product each (``+inf`` for padding)."""
-    out = torch.full(pos.shape, float("inf"), dtype=q.dtype)
-    rows, ts = valid.nonzero(as_tuple=True)
-    step = max(1, (1 << 22) // max(1, q.shape[1]))
-    for a, b in chunk_ranges(rows.numel(), step):
-        r, t = rows[a:b], ts[a:b]
-        items = pos[r, t]
-        g = gallery.rows(items).to(q.dtype)
-        if scale is not None:
-            g = g * scale[items, None]
-        out[r, t] = (q[r] * g).sum(dim=1)
-    return out
+            if not made:
+                wide = thread_buffer(_local, "widened", rows * q.shape[1], torch.float64)
+                widened, made = settle.keys.widened(q0, q1, wide), True
+            hits = band[:n] if n <= band.shape[0] else _band_by_tensors(block, lo_r, hi_r)
+            settle(hits, q0, offset + c0, widened)
 
 
 def fused_ranks(
@@ -150,12 +144,13 @@ def fused_ranks(
     padded = relevance.padded(0, n_q).cpu()
     valid = padded >= 0
     pos = padded.clamp(min=0)
-    lo, hi = tie_band(positive_scores(q, gallery, scale, pos, valid), tau, valid)
-    lo, hi = lo.contiguous(), hi.contiguous()
-    above = torch.zeros(pos.shape, dtype=torch.long)
-    key_p = torch.full(pos.shape, float("nan"), dtype=torch.float64)
+    key_p = torch.zeros(pos.shape, dtype=torch.float64)  # (padding: never read, its band is +inf)
     v_rows, v_ps = valid.nonzero(as_tuple=True)
     key_p[v_rows, v_ps] = keys(v_rows, pos[v_rows, v_ps])
+    # a key rounded to the output dtype is exact in the block dtype (float32 keys of float32 blocks)
+    lo, hi = tie_band(key_p.to(q.dtype), tau, valid, errors=1)
+    lo, hi = lo.contiguous(), hi.contiguous()
+    above = torch.zeros(pos.shape, dtype=torch.long)
     settle = _Settler(keys, pos, key_p, above)
     tasks = chunk_ranges(n_q, max(1, min(plan.query_chunk, -(-n_q // plan.threads))))
     pool = _native.executor(plan.threads)

@@ -239,15 +239,25 @@ static inline double mm_hsum8(mm_v8d v) {
     return ((x[0] + x[1]) + (x[2] + x[3])) + ((x[4] + x[5]) + (x[6] + x[7]));
 }
 
-/* sum of a[k] * b[k] (and of |a[k] b[k]| when want_abs, of b[k]^2 when want_sq) over k < d. */
-static inline void mm_pair(const float *a, const float *b, int64_t d, int want_abs, int want_sq,
-                           double *dot, double *absdot, double *sq) {
+static inline mm_v8d mm_load8(const double *p) {
+    mm_v8d x;
+    memcpy(&x, p, 64);
+    return x;
+}
+
+/* sum of a[k] * b[k] (and of |a[k] b[k]| when want_abs, of b[k]^2 when want_sq) over k < d. The query
+ * row a holds float32 values, stored as float32 (a32) or already widened to float64 (a64, the other
+ * NULL): the widening is exact, so both give the same bits; a row reused for many pairs is widened once.
+ */
+static inline void mm_pair(const float *a32, const double *a64, const float *b, int64_t d, int want_abs,
+                           int want_sq, double *dot, double *absdot, double *sq) {
     mm_v8d z = {0, 0, 0, 0, 0, 0, 0, 0};
     mm_v8d s0 = z, s1 = z, a0 = z, a1 = z, q0 = z, q1 = z;
     int64_t k = 0;
     for (; k + 16 <= d; k += 16) {
-        mm_v8d x0 = mm_widen8(a + k), y0 = mm_widen8(b + k);
-        mm_v8d x1 = mm_widen8(a + k + 8), y1 = mm_widen8(b + k + 8);
+        mm_v8d x0 = a64 != NULL ? mm_load8(a64 + k) : mm_widen8(a32 + k);
+        mm_v8d x1 = a64 != NULL ? mm_load8(a64 + k + 8) : mm_widen8(a32 + k + 8);
+        mm_v8d y0 = mm_widen8(b + k), y1 = mm_widen8(b + k + 8);
         mm_v8d p0 = x0 * y0, p1 = x1 * y1;
         s0 += p0;
         s1 += p1;
@@ -262,7 +272,7 @@ static inline void mm_pair(const float *a, const float *b, int64_t d, int want_a
     }
     double s = mm_hsum8(s0 + s1), sa = mm_hsum8(a0 + a1), sq2 = mm_hsum8(q0 + q1);
     for (; k < d; k++) {
-        double x = (double)a[k], y = (double)b[k], p = x * y;
+        double x = a64 != NULL ? a64[k] : (double)a32[k], y = (double)b[k], p = x * y;
         s += p;
         sa += fabs(p);
         sq2 += y * y;
@@ -272,32 +282,50 @@ static inline void mm_pair(const float *a, const float *b, int64_t d, int want_a
     if (want_sq) *sq = sq2;
 }
 
-int64_t mmgeom_pair_dots_f32(const float *q, int64_t ldq, const float *g, int64_t ldg, int64_t d,
-                             const int64_t *rows, const int64_t *cols, int64_t n, double *dot,
-                             double *absdot, double *gsq) {
+/* The pairs (rows[i], cols[i]) of a query matrix (q32 or q64, see mm_pair) and the gallery g. */
+static inline void mm_pairs(const float *q32, const double *q64, int64_t ldq, const float *g, int64_t ldg,
+                            int64_t d, const int64_t *rows, const int64_t *cols, int64_t n, double *dot,
+                            double *absdot, double *gsq) {
     double unused = 0.0;
     for (int64_t i = 0; i < n; i++) {
-        const float *a = q + rows[i] * ldq, *b = g + cols[i] * ldg;
+        const float *a32 = q32 != NULL ? q32 + rows[i] * ldq : NULL, *b = g + cols[i] * ldg;
+        const double *a64 = q64 != NULL ? q64 + rows[i] * ldq : NULL;
         if (i + MM_AHEAD < n) { /* the rows of a later pair: the loads of this one hide their latency */
-            const float *na = q + rows[i + MM_AHEAD] * ldq, *nb = g + cols[i + MM_AHEAD] * ldg;
-            for (int64_t k = 0; k < d; k += 16) {
-                __builtin_prefetch(na + k);
-                __builtin_prefetch(nb + k);
+            const float *nb = g + cols[i + MM_AHEAD] * ldg;
+            for (int64_t k = 0; k < d; k += 16) __builtin_prefetch(nb + k);
+            if (q32 != NULL) {
+                const float *na = q32 + rows[i + MM_AHEAD] * ldq;
+                for (int64_t k = 0; k < d; k += 16) __builtin_prefetch(na + k);
             }
         }
         double *pa = absdot != NULL ? absdot + i : &unused, *pg = gsq != NULL ? gsq + i : &unused;
         /* constant flags: the compiler specialises each call of the inline body */
         if (absdot != NULL && gsq != NULL)
-            mm_pair(a, b, d, 1, 1, dot + i, pa, pg);
+            mm_pair(a32, a64, b, d, 1, 1, dot + i, pa, pg);
         else if (absdot != NULL)
-            mm_pair(a, b, d, 1, 0, dot + i, pa, pg);
+            mm_pair(a32, a64, b, d, 1, 0, dot + i, pa, pg);
         else if (gsq != NULL)
-            mm_pair(a, b, d, 0, 1, dot + i, pa, pg);
+            mm_pair(a32, a64, b, d, 0, 1, dot + i, pa, pg);
         else
-            mm_pair(a, b, d, 0, 0, dot + i, pa, pg);
+            mm_pair(a32, a64, b, d, 0, 0, dot + i, pa, pg);
     }
+}
+
+int64_t mmgeom_pair_dots_f32(const float *q, int64_t ldq, const float *g, int64_t ldg, int64_t d,
+                             const int64_t *rows, const int64_t *cols, int64_t n, double *dot,
+                             double *absdot, double *gsq) {
+    mm_pairs(q, NULL, ldq, g, ldg, d, rows, cols, n, dot, absdot, gsq);
+    return n;
+}
+
+/* As mmgeom_pair_dots_f32 with the query rows already widened to float64: the pairs of one score block
+ * reuse a few hundred query rows (76 against 130 ns a pair at D = 512 on a Zen 4 core, dot + sq). */
+int64_t mmgeom_pair_dots_q64(const double *q, int64_t ldq, const float *g, int64_t ldg, int64_t d,
+                             const int64_t *rows, const int64_t *cols, int64_t n, double *dot,
+                             double *absdot, double *gsq) {
+    mm_pairs(NULL, q, ldq, g, ldg, d, rows, cols, n, dot, absdot, gsq);
     return n;
 }
 
 /* Lets the loader check it opened the build of this source revision. */
-int mmgeom_merge_abi(void) { return 3; }
+int mmgeom_merge_abi(void) { return 4; }

@@ -40,7 +40,7 @@ _log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("_merge.c")
 #: Version of the kernel's calling convention, checked against ``mmgeom_merge_abi()`` after loading.
-ABI = 3
+ABI = 4
 #: Blocks with fewer elements than this are merged on the calling thread only.
 MIN_PARALLEL_ELEMENTS = 1 << 18
 #: Rows per thread never drop below this.
@@ -122,10 +122,9 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
         fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64]
         fn.argtypes += [ctypes.c_void_p] * 2 + [ctypes.c_int64] + [ctypes.c_void_p] * 2 + [ctypes.c_int64]
     pair_args: list[Any] = [ctypes.c_void_p, ctypes.c_int64] * 2 + [ctypes.c_int64]
-    lib.mmgeom_pair_dots_f32.restype = ctypes.c_int64
-    lib.mmgeom_pair_dots_f32.argtypes = (
-        pair_args + [ctypes.c_void_p] * 2 + [ctypes.c_int64] + [ctypes.c_void_p] * 3
-    )
+    for fn in (lib.mmgeom_pair_dots_f32, lib.mmgeom_pair_dots_q64):
+        fn.restype = ctypes.c_int64
+        fn.argtypes = pair_args + [ctypes.c_void_p] * 2 + [ctypes.c_int64] + [ctypes.c_void_p] * 3
     return lib, f"loaded {target}"
 
 
@@ -282,7 +281,8 @@ def pair_dots(
     float64; only the summation over ``D`` rounds, in the kernel's own order (not torch's).
 
     Args:
-        q: ``(N_q, D)`` CPU float32 matrix, rows contiguous (``stride(1) == 1``).
+        q: ``(N_q, D)`` CPU float32 matrix, rows contiguous (``stride(1) == 1``); or float64 holding
+            float32 values (rows widened once, for pairs that reuse few query rows: same results).
         g: ``(N_g, D)`` CPU float32 matrix, rows contiguous.
         rows: ``(n,)`` int64 row indices into ``q``.
         cols: ``(n,)`` int64 row indices into ``g`` (pairs sorted by ``cols`` read ``g`` in order, each
@@ -295,7 +295,8 @@ def pair_dots(
     """
     d = q.shape[1] if q.dim() == 2 else -1
     if not (
-        q.dtype == g.dtype == torch.float32
+        q.dtype in (torch.float32, torch.float64)
+        and g.dtype == torch.float32
         and q.device.type == g.device.type == "cpu"
         and q.dim() == g.dim() == 2
         and g.shape[1] == d
@@ -306,7 +307,8 @@ def pair_dots(
         and rows.dim() == 1
     ):
         raise ValueError(
-            "pair_dots: expected row-contiguous CPU float32 matrices (N_q, D), (N_g, D) and int64 (n,) "
+            "pair_dots: expected row-contiguous CPU float32 (or float64 query) matrices (N_q, D), (N_g, D) "
+            "and int64 (n,) "
             f"row/col indices; got q {tuple(q.shape)} {q.dtype}, g {tuple(g.shape)} {g.dtype}, "
             f"rows {tuple(rows.shape)} {rows.dtype}, cols {tuple(cols.shape)} {cols.dtype}"
         )
@@ -330,7 +332,8 @@ def pair_dots(
     def ptr(t: Tensor | None) -> int | None:
         return None if t is None else t.data_ptr()
 
-    lib.mmgeom_pair_dots_f32(
+    kernel = lib.mmgeom_pair_dots_q64 if q.dtype == torch.float64 else lib.mmgeom_pair_dots_f32
+    kernel(
         q.data_ptr(),
         q.stride(0),
         g.data_ptr(),

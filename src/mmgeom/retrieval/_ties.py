@@ -11,6 +11,8 @@ The fast scores decide everything they can decide: with ``tau`` a bound on ``|fa
 ``hi = s_p + 2 tau + 4 ulp(s_p)`` is before the positive ``p`` under the exact key, and one below
 ``lo = s_p - 2 tau - 4 ulp(s_p)`` is after it. Only the items in ``[lo, hi]`` (a handful, unless the
 gallery holds many near-duplicates) are rescored exactly and compared with the positive's exact key.
+Where the positive's exact key ``k_p`` is computed first (the streamed ranks of :mod:`._fused_ranks`),
+the band is ``k_p -+ (tau + 4 ulp)``: only the item's fast score errs, and half as many items need keys.
 
 With positives in the dense middle of the score distribution that is millions of pairs, and gathering
 float64 copies of their rows (:func:`~mmgeom.retrieval.rescore.exact_scores`) dominated the run. For
@@ -43,19 +45,22 @@ U64 = 2.0**-53
 BOUND_SCALE = 1.0
 
 
-def tie_band(s: Tensor, tau: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
-    """``(lo, hi)`` thresholds, in the dtype of ``s``, around each positive's fast score.
+def tie_band(s: Tensor, tau: Tensor, valid: Tensor, errors: int = 2) -> tuple[Tensor, Tensor]:
+    """``(lo, hi)`` thresholds, in the dtype of ``s``, around each positive's score.
 
     Args:
-        s: ``(r, P)`` fast scores of the positives.
+        s: ``(r, P)`` scores of the positives: fast scores (``errors=2``: the band covers the error of
+            the positive's score and of the item's), or the positives' exact keys (``errors=1``: only the
+            item's fast score errs, so the band is half as wide and holds half as many items).
         tau: ``(r,)`` float64 bound on each query's fast-score error.
         valid: ``(r, P)`` which entries are real positives (padding gets ``lo = hi = +inf``: never in a
             band, never counted above).
+        errors: how many fast scores' errors the band must cover (1 or 2).
     """
     inf = torch.full_like(s, float("inf"))
     s = torch.where(valid, s, torch.zeros_like(s))
     ulp = torch.maximum(torch.nextafter(s, inf) - s, s - torch.nextafter(s, -inf)).to(torch.float64)
-    band = 2.0 * tau.to(torch.float64)[:, None] + 4.0 * ulp
+    band = float(errors) * tau.to(torch.float64)[:, None] + 4.0 * ulp
     s64 = s.to(torch.float64)
     # rounding the float64 thresholds to the block dtype may move them inwards: step one ulp outwards
     hi = torch.nextafter((s64 + band).to(s.dtype), inf)
@@ -146,11 +151,24 @@ class ExactKeys:
                 every = torch.arange(qm.shape[0])
                 self.query_sq = _native.pair_dots(qm, qm, every, every, absdot=False, norms=False)[0]
 
-    def __call__(self, rows: Tensor, cols: Tensor, in_order: bool = False) -> Tensor:
+    def widened(self, q0: int, q1: int, out: Tensor) -> tuple[Tensor, int] | None:
+        """Query rows ``q0:q1`` widened to float64 into ``out`` (at least ``(q1 - q0) * D`` elements), for
+        :meth:`__call__` on pairs of those rows only; None when the keys are not computed natively."""
+        if self.native is None:
+            return None
+        qm = self.native[0]
+        rows = out[: (q1 - q0) * qm.shape[1]].view(q1 - q0, qm.shape[1])
+        rows.copy_(qm[q0:q1])
+        return rows, q0
+
+    def __call__(
+        self, rows: Tensor, cols: Tensor, in_order: bool = False, widened: tuple[Tensor, int] | None = None
+    ) -> Tensor:
         """``(n,)`` float64 keys of the pairs ``(rows[i], cols[i])`` (query and gallery indices).
 
         Pairs spread over the whole gallery are computed in gallery order (each row read once);
         ``in_order=True`` keeps the given order, for pairs whose rows are already in cache (one block's).
+        ``widened``: the query rows of every pair, from :meth:`widened` (same keys, computed faster).
         """
         rows, cols = rows.cpu(), cols.cpu()
         if self.native is None or rows.numel() == 0:
@@ -166,7 +184,7 @@ class ExactKeys:
         out = torch.empty(rows.numel(), dtype=torch.float64)
         certain = torch.empty(rows.numel(), dtype=torch.bool)
         for a, b in chunk_ranges(rows.numel(), CERTIFY_STEP):
-            out[a:b], certain[a:b] = self.native_keys(rows[a:b], cols[a:b])
+            out[a:b], certain[a:b] = self.native_keys(rows[a:b], cols[a:b], widened)
         unsure = (~certain).nonzero().flatten()
         if unsure.numel():
             out[unsure] = self.torch_keys(rows[unsure], cols[unsure])
@@ -176,12 +194,15 @@ class ExactKeys:
         unsorted[order] = out
         return unsorted
 
-    def native_keys(self, rows: Tensor, cols: Tensor) -> tuple[Tensor, Tensor]:
+    def native_keys(
+        self, rows: Tensor, cols: Tensor, widened: tuple[Tensor, int] | None = None
+    ) -> tuple[Tensor, Tensor]:
         """``(keys, certain)`` of the pairs from the native float64 sums (float32 keys only)."""
         assert self.native is not None
         qm, gm = self.native
         normalise = self.scoring.normalise
-        dot, absdot, gsq = _native.pair_dots(qm, gm, rows, cols, absdot=not normalise, norms=normalise)
+        q, q_rows = (qm, rows) if widened is None else (widened[0], rows - widened[1])
+        dot, absdot, gsq = _native.pair_dots(q, gm, q_rows, cols, absdot=not normalise, norms=normalise)
         mags = self.scoring.magnitudes[cols] if self.scoring.magnitudes is not None else None
         s, ok = dot, None
         if normalise:
