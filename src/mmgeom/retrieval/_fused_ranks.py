@@ -67,21 +67,19 @@ class _Settler:
         """Count the band entries ``hits`` (``(n, 3)`` block row, block column, p) of the block whose
         first query is ``q0`` and first gallery item ``c0`` that are exactly before their positive
         (``widened``: the block's query rows from :meth:`ExactKeys.widened`)."""
-        rows, cols, ps = hits[:, 0] + q0, hits[:, 1] + c0, hits[:, 2]
-        p_items = self.pos[rows, ps]
+        rows, cols = hits[:, 0] + q0, hits[:, 1] + c0
+        flat = rows * self.pos.shape[1] + hits[:, 2]  # (row, p) as one index into the (N_q, P) tables
+        p_items = self.pos.view(-1)[flat]
         other = cols != p_items
         if not bool(other.all()):
-            rows, cols, ps, p_items = rows[other], cols[other], ps[other], p_items[other]
+            rows, cols, flat, p_items = rows[other], cols[other], flat[other], p_items[other]
         if rows.numel() == 0:
             return
-        width = self.pos.shape[1]
-        flat = rows * width + ps
         before = exact_before(self.keys(rows, cols, True, widened), cols, self.key_p.view(-1)[flat], p_items)
         # each task owns its query rows: no other thread writes these counts
-        counted = flat[before]
         # (worker threads do not inherit the caller's inference mode, under which ``above`` was made)
         with torch.inference_mode():
-            self.above.view(-1).index_add_(0, counted, torch.ones(counted.numel(), dtype=torch.long))
+            self.above.view(-1).index_add_(0, flat, before.to(torch.long))
 
 
 def _scan(

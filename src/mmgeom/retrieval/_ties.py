@@ -181,12 +181,15 @@ class ExactKeys:
             # (random 2 KB gathers from a 200 MB gallery) at 10^3-10^4 x 10^5 x 512
             order = torch.argsort(cols * self.query.n + rows)
             rows, cols = rows[order], cols[order]
-        out = torch.empty(rows.numel(), dtype=torch.float64)
-        certain = torch.empty(rows.numel(), dtype=torch.bool)
-        for a, b in chunk_ranges(rows.numel(), CERTIFY_STEP):
-            out[a:b], certain[a:b] = self.native_keys(rows[a:b], cols[a:b], widened)
-        unsure = (~certain).nonzero().flatten()
-        if unsure.numel():
+        if rows.numel() <= CERTIFY_STEP:
+            out, certain = self.native_keys(rows, cols, widened)
+        else:
+            out = torch.empty(rows.numel(), dtype=torch.float64)
+            certain = torch.empty(rows.numel(), dtype=torch.bool)
+            for a, b in chunk_ranges(rows.numel(), CERTIFY_STEP):
+                out[a:b], certain[a:b] = self.native_keys(rows[a:b], cols[a:b], widened)
+        if not bool(certain.all()):
+            unsure = (~certain).nonzero().flatten()
             out[unsure] = self.torch_keys(rows[unsure], cols[unsure])
         if order is None:
             return out
