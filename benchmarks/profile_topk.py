@@ -57,6 +57,35 @@ def instrumented() -> Iterator[None]:
         _fused.block_scores, _native.merge_rows, search._rescore, _native.merge_into = saved
 
 
+def shape_table(q: torch.Tensor, g: torch.Tensor, gemm: str, threads: int, rounds: int = 2) -> list[str]:
+    """The fast pass of the fused engine alone for each candidate block shape of the tuning, with the
+    tuned BLAS, interleaved over ``rounds`` (best kept): what the tuning's short timings choose from."""
+    from mmgeom.retrieval._fused import fused_candidates
+    from mmgeom.retrieval._inputs import Embeddings, Scoring
+    from mmgeom.retrieval._tune import CANDIDATES
+
+    source, scoring = Embeddings(g, "gallery"), Scoring("dot", None)
+    flops = 2.0 * q.shape[0] * g.shape[0] * q.shape[1]
+    best = {shape: float("inf") for shape in CANDIDATES}
+    for _ in range(rounds):
+        for cq, cg in CANDIDATES:
+            t0 = time.perf_counter()
+            fused_candidates(q, source, 18, scoring, Plan(threads, cq, cg, gemm=gemm))
+            best[(cq, cg)] = min(best[(cq, cg)], time.perf_counter() - t0)
+    lines = [
+        "",
+        f"Fast pass of the fused engine ({gemm}'s BLAS) by block shape, best of {rounds} interleaved rounds "
+        "(no rescoring):",
+        "",
+        "| query rows x gallery columns | seconds | GFLOP/s |",
+        "|---|---:|---:|",
+    ]
+    for (cq, cg), t in best.items():
+        lines.append(f"| {cq} x {cg} | {t:.2f} | {flops / t / 1e9:.0f} |")
+        print(lines[-1], flush=True)
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--queries", type=int, default=10_000)
@@ -124,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{rescoring:.2f} | {rest:.2f} |"
         )
         print(lines[-1], flush=True)
+    lines += shape_table(q, g, plan["gemm"], threads)
     lines += [
         "",
         "GEMM and merge are summed over the worker threads and divided by their number (the time each thread"

@@ -92,7 +92,7 @@ def fused_candidates(
     n_q = q.shape[0]
     run_values = torch.full((n_q, c), float("-inf"), dtype=q.dtype)
     run_index = (SENTINEL + torch.arange(c)).expand(n_q, c).clone()
-    tasks = chunk_ranges(n_q, max(1, min(plan.query_chunk, -(-n_q // plan.threads))))
+    tasks = plan.tasks(n_q)
     g_ranges = chunk_ranges(gallery.n, plan.prepare_chunk)
     norm_max = 0.0
     pool = _native.executor(plan.threads)

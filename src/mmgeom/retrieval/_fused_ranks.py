@@ -150,7 +150,7 @@ def fused_ranks(
     lo, hi = lo.contiguous(), hi.contiguous()
     above = torch.zeros(pos.shape, dtype=torch.long)
     settle = _Settler(keys, pos, key_p, above)
-    tasks = chunk_ranges(n_q, max(1, min(plan.query_chunk, -(-n_q // plan.threads))))
+    tasks = plan.tasks(n_q)
     pool = _native.executor(plan.threads)
 
     def prepare(g0: int, g1: int) -> Tensor:

@@ -78,6 +78,15 @@ class Plan:
     source: str = "default"
     gemm: str = "torch"
 
+    def tasks(self, n_q: int) -> list[tuple[int, int]]:
+        """Query ranges of at most ``query_chunk`` rows, as many as a multiple of ``threads`` and of
+        near-equal size: the workers meet at the end of every prepared gallery chunk, and an uneven
+        split (5 tasks of 2048 rows on 2 threads: one waits a whole task) cost 14% at 10k x 100k."""
+        per_round = max(1, -(-n_q // (self.threads * self.query_chunk)))
+        count = min(n_q, self.threads * per_round)
+        step = -(-n_q // max(1, count))
+        return [(a, min(a + step, n_q)) for a in range(0, n_q, step)]
+
     def prefers_faiss(self) -> bool:
         return self.faiss_speedup is not None and self.faiss_speedup > FAISS_MARGIN
 

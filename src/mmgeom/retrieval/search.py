@@ -22,7 +22,9 @@ from ._inputs import (
     prepare_query,
 )
 from ._plan import DEFAULT_MEMORY_MB
+from ._select import order_by_score_then_index
 from ._threads import limited_threads, one_thread_here
+from ._ties import ExactKeys
 from ._tune import plan_for
 from .rescore import (
     candidate_count,
@@ -176,17 +178,53 @@ def _rescore(
     budget: int,
 ) -> tuple[Tensor, Tensor]:
     """:func:`rescore_candidates`, in one slice of queries per torch thread on CPU (each slice is
-    independent; single-threaded, it was 3% of a 10k x 100k search on two cores)."""
+    independent; single-threaded, it was 3% of a 10k x 100k search on two cores).
+
+    For float32 matrices in memory the scores come from the native certified keys of
+    :class:`~mmgeom.retrieval._ties.ExactKeys` instead: the same float32 values (the float64 score
+    rounded, certified to be what ``exact_scores`` gives, or computed by it), without gathering float64
+    copies of the candidate rows.
+    """
     n_q, threads = candidates.shape[0], torch.get_num_threads()
+    keys = ExactKeys(q_src, g_src, scoring, out_dtype) if candidates.device.type == "cpu" else None
+    if keys is not None and keys.native is None:
+        keys = None
     if candidates.device.type != "cpu" or threads < 2 or n_q < 64 * threads:
+        if keys is not None:
+            return _rescore_by_keys(keys, candidates, k, out_dtype, 0)
         return rescore_candidates(q_src, g_src, candidates, k, scoring, out_dtype, budget)
     pool = _native.executor(threads)
     slices = chunk_ranges(n_q, -(-n_q // threads))
 
     def rescore(a: int, b: int) -> tuple[Tensor, Tensor]:
         one_thread_here()
+        if keys is not None:
+            return _rescore_by_keys(keys, candidates[a:b], k, out_dtype, a)
         return rescore_candidates(q_src, g_src, candidates[a:b], k, scoring, out_dtype, budget // threads, a)
 
     with limited_threads(1):
         parts = [f.result() for f in [pool.submit(rescore, a, b) for a, b in slices]]
     return torch.cat([v for v, _ in parts]), torch.cat([i for _, i in parts])
+
+
+#: Queries whose candidates are keyed at a time (their float64 rows: 4 MB at D = 512).
+KEY_ROWS = 1024
+
+
+def _rescore_by_keys(
+    keys: ExactKeys, candidates: Tensor, k: int, out_dtype: torch.dtype, q0: int
+) -> tuple[Tensor, Tensor]:
+    """The best ``k`` of the ``(r, c)`` candidates of queries ``q0..``, ordered by their exact keys."""
+    r, c = candidates.shape
+    scores = torch.empty(r, k, dtype=out_dtype)
+    indices = torch.empty(r, k, dtype=torch.long)
+    wide = torch.empty(min(r, KEY_ROWS) * keys.query.d, dtype=torch.float64)
+    with torch.inference_mode():  # (a pool thread does not inherit the caller's mode)
+        for a, b in chunk_ranges(r, KEY_ROWS):
+            rows = torch.arange(q0 + a, q0 + b).repeat_interleave(c)
+            cand = candidates[a:b]
+            # pairs grouped by query: its row, widened once, stays in cache for its c candidates
+            exact = keys(rows, cand.reshape(-1), True, keys.widened(q0 + a, q0 + b, wide))
+            v, i = order_by_score_then_index(exact.view(b - a, c).to(out_dtype), cand)
+            scores[a:b], indices[a:b] = v[:, :k], i[:, :k]
+    return scores, indices
