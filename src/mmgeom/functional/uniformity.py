@@ -55,9 +55,7 @@ def uniformity(
     return gaussian_potential(z, t, chunk_size, mask=mask)
 
 
-def dispersion(
-    z: Tensor, tau: float, chunk_size: int | None = None, *, mask: Tensor | None = None
-) -> Tensor:
+def dispersion(z: Tensor, tau: float, chunk_size: int | None = None, *, mask: Tensor | None = None) -> Tensor:
     """DAGR's Gaussian dispersion ``log mean_{i != j} exp(-||z_i - z_j||^2 / tau)`` on normalised rows.
 
     Minimising it spreads one modality's embeddings over the sphere (against low-rank collapse). It is the
