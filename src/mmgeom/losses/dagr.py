@@ -76,11 +76,15 @@ class DAGRRegularizer(MultimodalLoss):
       started from lie inside the band) or the ``P`` quantile (``"q0.25"`` etc.) of what was recorded
       (linear interpolation between order statistics, as ``torch.quantile``). Set ``calibration_steps`` to
       the number of steps of one epoch to calibrate on the first epoch. The calibrated value is a buffer,
-      so it is checkpointed and a resumed run keeps it. A calibrated band above ``1.5`` warns: unrelated
-      unit vectors drift by 2 on average, so such a band leaves the anchor nearly inactive. This
+      so it is checkpointed and a resumed run keeps it. A calibrated band above ``1.5`` warns (a value
+      check: only while value checks are on) — unrelated unit vectors drift by 2 on average, so such a
+      band leaves the anchor nearly inactive. Calibration reads nothing on the host. This
       calibration is our reconstruction: the paper names a band but not how it is chosen.
     * ablations (``mode``): ``"dispersion_only"``, ``"anchor_only"``, ``"always_on"`` (delta = 0: plain
       always-on alignment).
+    * missing modalities (``mask``): each modality's dispersion runs over its present rows (0 with fewer
+      than two) and each pair's hinge over the rows where both are present (0 without one), by weights
+      and ``-inf`` logits rather than row selection (no host read; absent rows get zero gradient).
 
     The paper does not publish its equations in full; this is the documented, testable reading of
     DESIGN.md. Reference: Xia et al., "Dispersive and Anchoring Geometric Regularizer", arXiv 2601.21670.

@@ -51,7 +51,9 @@ class UniAlignLoss(MultimodalLoss):
     that needs it — that modality's uniformity, the anchor-alignment pairs involving it (averages run over
     the remaining (row, modality) pairs), the centroid is the mean of the present modalities, and the
     volume term uses only complete rows. A term with too few rows (< 2 for uniformity, 0 otherwise)
-    contributes 0.
+    contributes 0. Each term is computed over all rows with weights, ``-inf`` logits for absent pairs and
+    tensor counts — the value of the selected rows without selecting them — so a masked call reads nothing
+    on the host (no device synchronisation with ``check_values=False``) and absent rows get zero gradient.
 
     The paper does not publish its lambda and tau values; the defaults here are t = 2 (Wang–Isola) and unit
     weights, with ``preset="retrieval"`` (lambda_vol = 1) or ``"generation"`` (lambda_vol = 0.1).
