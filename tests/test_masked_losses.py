@@ -393,3 +393,16 @@ def test_all_absent_calibration_gives_a_zero_band() -> None:
         warnings.simplefilter("error")
         reg({m: torch.randn(B, D) for m in ("text", "image")}, mask=mask)
     assert float(reg.delta) == 0.0 and not reg.calibrating
+
+
+def test_inactive_band_warning_is_a_value_check() -> None:
+    # Antipodal pairs drift by 4: the band is 4 > 1.5. Checks on: a warning; off: none (no host read).
+    z = torch.randn(6, 4)
+    batch = {"text": z, "image": -z}
+    with pytest.warns(UserWarning, match="delta: calibrated band 4 > 1.5"):
+        create_loss("dagr", delta="auto", calibration_steps=1).train()(batch)
+    quiet = create_loss("dagr", delta="auto", calibration_steps=1, check_values=False).train()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quiet(batch)
+    assert float(quiet.delta) == pytest.approx(4.0)
