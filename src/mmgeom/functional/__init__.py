@@ -7,12 +7,24 @@ float32 (float64 inputs stay float64).
 The ``*_unit`` functions are the same equations on rows that are already unit vectors, with no checks:
 the loss modules validate a batch once, normalise each modality once and call them per pair, which keeps
 a small-batch loss call close to the cost of its arithmetic (``benchmarks/bench_losses.py``).
+
+Missing modalities: ``mask=`` arguments (``(B,)`` bool, True = present) give the value over the present
+rows through weights, ``-inf`` logits and tensor counts rather than by selecting rows, so shapes never
+depend on the mask's values and nothing is read on the host (no device synchronisation); the unit kernels
+expect absent rows zeroed by :func:`normalize_present`.
 """
 
-from ._common import normalize
+from ._common import masked_mean, normalize, normalize_present
 from ._pairwise import gaussian_potential_unit
 from .alignment import alignment, alignment_unit, band_hinge, band_hinge_unit, paired_sq_dists
-from .centroid import centroid, centroid_alignment, centroid_alignment_unit, tuple_mean
+from .centroid import (
+    centroid,
+    centroid_alignment,
+    centroid_alignment_unit,
+    check_rows_present,
+    tuple_mean,
+    tuple_mean_unit,
+)
 from .conflict import alignment_force, conflict_scores, uniformity_force
 from .contrastive import (
     info_nce,
@@ -50,6 +62,7 @@ __all__ = [
     "centroid",
     "centroid_alignment",
     "centroid_alignment_unit",
+    "check_rows_present",
     "conflict_scores",
     "dispersion",
     "gaussian_potential",
@@ -69,8 +82,10 @@ __all__ = [
     "kde_log_product_integral",
     "logcos_distance",
     "magnitude_reconstruction",
+    "masked_mean",
     "norm_difference_logits",
     "normalize",
+    "normalize_present",
     "paired_sq_dists",
     "positive_targets",
     "release_objective",
@@ -82,6 +97,7 @@ __all__ = [
     "tn_distance",
     "tn_similarity",
     "tuple_mean",
+    "tuple_mean_unit",
     "uniformity",
     "uniformity_force",
 ]

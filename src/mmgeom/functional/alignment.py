@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from .._validation import check_pair, check_positive
-from ._common import normalize
+from ._common import masked_mean, normalize
 
 
 def paired_sq_dists(za: Tensor, zb: Tensor) -> Tensor:
@@ -35,13 +35,17 @@ def alignment(za: Tensor, zb: Tensor, alpha: float = 2.0) -> Tensor:
     return alignment_unit(normalize(za), normalize(zb), alpha)
 
 
-def alignment_unit(a: Tensor, b: Tensor, alpha: float = 2.0) -> Tensor:
-    """:func:`alignment` of rows that are already unit vectors, without any check."""
+def alignment_unit(a: Tensor, b: Tensor, alpha: float = 2.0, mask: Tensor | None = None) -> Tensor:
+    """:func:`alignment` of rows that are already unit vectors, without any check.
+
+    ``mask``: optional ``(B,)`` bool; the mean then runs over the rows where it is True (0 when none is),
+    without selecting rows (no host read). Rows outside it must be finite.
+    """
     d2 = (a - b).pow(2).sum(dim=1)
-    if alpha == 2.0:
-        return d2.mean()
-    # The distance itself has an infinite derivative at 0; going through d2 keeps the gradient finite.
-    return d2.clamp_min(1e-30).pow(alpha / 2.0).mean()
+    if alpha != 2.0:
+        # The distance itself has an infinite derivative at 0; going through d2 keeps the gradient finite.
+        d2 = d2.clamp_min(1e-30).pow(alpha / 2.0)
+    return d2.mean() if mask is None else masked_mean(d2, mask)
 
 
 def band_hinge(za: Tensor, zb: Tensor, delta: float | Tensor) -> Tensor:
@@ -67,6 +71,10 @@ def band_hinge(za: Tensor, zb: Tensor, delta: float | Tensor) -> Tensor:
     return band_hinge_unit(normalize(za), normalize(zb), delta)
 
 
-def band_hinge_unit(a: Tensor, b: Tensor, delta: float | Tensor) -> Tensor:
-    """:func:`band_hinge` of rows that are already unit vectors, without any check."""
-    return torch.relu((a - b).pow(2).sum(dim=1) - delta).mean()
+def band_hinge_unit(a: Tensor, b: Tensor, delta: float | Tensor, mask: Tensor | None = None) -> Tensor:
+    """:func:`band_hinge` of rows that are already unit vectors, without any check.
+
+    ``mask``: optional ``(B,)`` bool; the mean then runs over the rows where it is True (0 when none is).
+    """
+    hinge = torch.relu((a - b).pow(2).sum(dim=1) - delta)
+    return hinge.mean() if mask is None else masked_mean(hinge, mask)

@@ -26,8 +26,7 @@ def _stack(zs: tuple[Tensor, ...], mask: Tensor | None, what: str) -> tuple[Tens
         )
     if validation_enabled():
         # Value checks (each reads the mask or the rows on the host): skipped with validation off.
-        if not bool(mask.any(dim=1).all()):
-            raise ValueError("mask: every row needs at least one present modality")
+        check_rows_present(mask)
         for k, z in enumerate(zs):
             zero = ((z.detach().abs().amax(dim=1) == 0) & mask[:, k]).nonzero()
             if zero.numel():
@@ -35,10 +34,30 @@ def _stack(zs: tuple[Tensor, ...], mask: Tensor | None, what: str) -> tuple[Tens
     return stacked, mask.to(stacked.dtype)
 
 
+def check_rows_present(mask: Tensor) -> None:
+    """A value check of a ``(B, M)`` presence mask: every row has at least one present modality.
+
+    Raises:
+        ValueError: naming ``mask``.
+    """
+    if not bool(mask.any(dim=1).all()):
+        raise ValueError("mask: every row needs at least one present modality")
+
+
 def tuple_mean(*zs: Tensor, mask: Tensor | None = None) -> Tensor:
     """``(B, D)`` unnormalised mean ``c̄_i`` of row i's normalised embeddings over its present modalities."""
     stacked, w = _stack(zs, mask, "tuple_mean")
-    return (stacked * w.unsqueeze(-1)).sum(dim=1) / w.sum(dim=1, keepdim=True)
+    return tuple_mean_unit(stacked, w)
+
+
+def tuple_mean_unit(stacked: Tensor, weight: Tensor | None = None) -> Tensor:
+    """:func:`tuple_mean` of a ``(B, M, D)`` stack of unit rows with a float ``(B, M)`` presence, unchecked.
+
+    A row with no present modality (only with value checks off) gets the zero vector rather than ``0/0``.
+    """
+    if weight is None:
+        return stacked.mean(dim=1)
+    return (stacked * weight.unsqueeze(-1)).sum(dim=1) / weight.sum(dim=1, keepdim=True).clamp_min(1.0)
 
 
 def centroid(*zs: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -69,11 +88,12 @@ def centroid_alignment_unit(stacked: Tensor, weight: Tensor | None = None) -> Te
     """:func:`centroid_alignment` of a ``(B, M, D)`` stack of unit rows, unchecked.
 
     ``weight`` is the float ``(B, M)`` presence (1 present, 0 absent); ``None`` means every entry is
-    present, which skips the weighting (the unmasked value is the same).
+    present, which skips the weighting (the unmasked value is the same). The counts stay tensors, clamped
+    at 1: an empty row or batch (possible only with value checks off) contributes 0, never ``0/0``.
     """
     if weight is None:
         return (stacked - stacked.mean(dim=1, keepdim=True)).pow(2).sum(dim=-1).mean()
     w = weight
-    mean = (stacked * w.unsqueeze(-1)).sum(dim=1, keepdim=True) / w.sum(dim=1, keepdim=True).unsqueeze(-1)
+    mean = tuple_mean_unit(stacked, w).unsqueeze(1)
     sq = (stacked - mean).pow(2).sum(dim=-1)
-    return (sq * w).sum() / w.sum()
+    return (sq * w).sum() / w.sum().clamp_min(1.0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 import warnings
 from itertools import combinations
@@ -12,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import functional as F
-from .._validation import check_choice, check_positive
+from .._validation import check_choice, check_positive, validation_enabled
 from .base import LossOutput, MultimodalLoss, detach_terms
 from .registry import register_loss
 
@@ -54,8 +53,9 @@ def parse_delta(delta: float | str, auto_quantile: float = 0.5) -> tuple[float |
 
 
 def _forget_calibration(module: nn.Module, incompatible_keys: Any) -> None:
-    """``load_state_dict`` post-hook: ``delta`` may have changed, so re-read whether it is calibrated."""
+    """``load_state_dict`` post-hook: ``delta`` and ``calls`` may have changed, so re-read them once."""
     setattr(module, "_calibrating", None)  # noqa: B010 (nn.Module attribute typing)
+    setattr(module, "_steps", None)  # noqa: B010
 
 
 @register_loss("dagr")
@@ -76,11 +76,15 @@ class DAGRRegularizer(MultimodalLoss):
       started from lie inside the band) or the ``P`` quantile (``"q0.25"`` etc.) of what was recorded
       (linear interpolation between order statistics, as ``torch.quantile``). Set ``calibration_steps`` to
       the number of steps of one epoch to calibrate on the first epoch. The calibrated value is a buffer,
-      so it is checkpointed and a resumed run keeps it. A calibrated band above ``1.5`` warns: unrelated
-      unit vectors drift by 2 on average, so such a band leaves the anchor nearly inactive. This
+      so it is checkpointed and a resumed run keeps it. A calibrated band above ``1.5`` warns (a value
+      check: only while value checks are on) — unrelated unit vectors drift by 2 on average, so such a
+      band leaves the anchor nearly inactive. Calibration reads nothing on the host. This
       calibration is our reconstruction: the paper names a band but not how it is chosen.
     * ablations (``mode``): ``"dispersion_only"``, ``"anchor_only"``, ``"always_on"`` (delta = 0: plain
       always-on alignment).
+    * missing modalities (``mask``): each modality's dispersion runs over its present rows (0 with fewer
+      than two) and each pair's hinge over the rows where both are present (0 without one), by weights
+      and ``-inf`` logits rather than row selection (no host read; absent rows get zero gradient).
 
     The paper does not publish its equations in full; this is the documented, testable reading of
     DESIGN.md. Reference: Xia et al., "Dispersive and Anchoring Geometric Regularizer", arXiv 2601.21670.
@@ -138,9 +142,10 @@ class DAGRRegularizer(MultimodalLoss):
         self.register_buffer("delta", torch.tensor(initial, dtype=torch.float64))
         self.register_buffer("calls", torch.zeros((), dtype=torch.long))
         self._recorded: list[Tensor] = []
-        # Host-side copy of "delta is still NaN" (None: not read yet), so that a calibrated loss does not
-        # read the buffer on every call (a device sync); re-read after load_state_dict changes delta.
-        self._calibrating: bool | None = None
+        # Host-side copies of "delta is still NaN" and of ``calls`` (None: read the buffer once), so that
+        # no call reads a buffer (a device sync); known at construction, re-read after load_state_dict.
+        self._calibrating: bool | None = self.auto
+        self._steps: int | None = 0
         self.register_load_state_dict_post_hook(_forget_calibration)
 
     @property
@@ -152,16 +157,11 @@ class DAGRRegularizer(MultimodalLoss):
             self._calibrating = bool(torch.isnan(self.delta))
         return self._calibrating
 
-    def _dispersion(self, z: Tensor) -> Tensor:
+    def _dispersion_unit(self, z: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Dispersion of one modality's rows, already normalised (absent rows zeroed under ``mask``)."""
         if self.dispersion == "gaussian":
-            return F.dispersion(z, self.tau)
-        return -F.spectral_entropy(z, power=2.0)
-
-    def _dispersion_unit(self, z: Tensor) -> Tensor:
-        """:meth:`_dispersion` of rows already normalised (the unmasked path)."""
-        if self.dispersion == "gaussian":
-            return F.gaussian_potential_unit(z, 1.0 / self.tau)
-        return -F.spectral_entropy_unit(z, power=2.0)
+            return F.gaussian_potential_unit(z, 1.0 / self.tau, mask=mask)
+        return -F.spectral_entropy_unit(z, power=2.0, mask=mask)
 
     def compute(
         self,
@@ -173,20 +173,19 @@ class DAGRRegularizer(MultimodalLoss):
         zero = next(iter(mods.values())).new_zeros(()).float()
         terms: dict[str, Tensor] = {}
         total = zero
-        # Without a mask every modality is normalised once and the unchecked kernels are used (the batch
-        # is validated); a mask selects rows first (data-dependent shapes) and goes the checked way.
-        unit = None if mask is not None else {m: F.normalize(z) for m, z in mods.items()}
+        # Every modality is normalised once (the batch is validated). A mask zeroes the absent rows and
+        # every term weights rows and pairs instead of selecting them: shapes never depend on the mask's
+        # values, so nothing is read on the host, and absent rows get zero gradient.
+        if mask is None:
+            unit = {m: F.normalize(z) for m, z in mods.items()}
+        else:
+            unit = {m: F.normalize_present(z, mask[m]) for m, z in mods.items()}
 
         if self.mode != "anchor_only" and self.lambda_d > 0:
             disp_sum = zero
-            for m, z in mods.items():
-                if unit is not None:
-                    terms[f"dispersion/{m}"] = d = self._dispersion_unit(unit[m])
-                    disp_sum = disp_sum + d
-                    continue
-                rows = z[mask[m]] if mask is not None else z
-                d = self._dispersion(rows) if rows.shape[0] >= 2 else zero
-                terms[f"dispersion/{m}"] = d
+            for m, z in unit.items():
+                # 0 with fewer than two present rows
+                terms[f"dispersion/{m}"] = d = self._dispersion_unit(z, None if mask is None else mask[m])
                 disp_sum = disp_sum + d
             total = total + self.lambda_d * disp_sum
 
@@ -198,16 +197,12 @@ class DAGRRegularizer(MultimodalLoss):
             anchor = zero
             pairs = list(combinations(mods, 2))
             for m, n in pairs:
-                if unit is not None:
-                    value = zero if calibrating else F.band_hinge_unit(unit[m], unit[n], self.delta)
-                    terms[f"anchor/{m}-{n}"] = value
-                    anchor = anchor + value
-                    continue
-                za, zb = mods[m], mods[n]
-                if mask is not None:
-                    both = mask[m] & mask[n]
-                    za, zb = za[both], zb[both]
-                value = zero if za.shape[0] == 0 or calibrating else F.band_hinge(za, zb, self.delta)
+                if calibrating:
+                    value = zero
+                elif mask is None:
+                    value = F.band_hinge_unit(unit[m], unit[n], self.delta)
+                else:  # the mean over the rows where both are present, 0 without one
+                    value = F.band_hinge_unit(unit[m], unit[n], self.delta, mask=mask[m] & mask[n])
                 terms[f"anchor/{m}-{n}"] = value
                 anchor = anchor + value
             anchor = anchor / len(pairs)
@@ -218,31 +213,49 @@ class DAGRRegularizer(MultimodalLoss):
 
     @torch.no_grad()
     def _record(self, mods: dict[str, Tensor], mask: dict[str, Tensor] | None) -> None:
+        """Record one calibration step's drift; at the last step, fix ``delta`` at its quantile.
+
+        Nothing here reads a tensor on the host: the drift stays on the embeddings' device, with NaN for
+        the rows where a pair is not both present (``torch.nanquantile`` skips them, which is the quantile
+        of the present rows, as selecting them would give); the step count is a host-side copy of the
+        ``calls`` buffer. The inactive-band warning needs the band's value on the host: it is a value
+        check, so it runs only while value checks are on.
+        """
         for m, n in combinations(mods, 2):
-            d2 = F.paired_sq_dists(mods[m], mods[n])
+            d2 = F.paired_sq_dists(mods[m], mods[n]).double()
             if mask is not None:
-                d2 = d2[mask[m] & mask[n]]
-            self._recorded.append(d2.detach().double().cpu())
+                d2 = torch.where(mask[m] & mask[n], d2, float("nan"))
+            self._recorded.append(d2)
         self.calls += 1
-        if int(self.calls) >= self.calibration_steps:
-            drift = torch.cat(self._recorded)
-            band = float(torch.quantile(drift, self.auto_quantile)) if drift.numel() else 0.0
-            self.delta.fill_(band)
-            self._recorded.clear()
-            self._calibrating = math.isnan(band)  # known on the host: the next calls read no buffer
-            if float(self.delta) > INACTIVE_BAND:
-                warnings.warn(
-                    f"delta: calibrated band {float(self.delta):.3g} > {INACTIVE_BAND} (quantile "
-                    f"{self.auto_quantile:g} of the first-epoch drift): the anchor is nearly inactive, since "
-                    "unrelated unit vectors drift by 2 on average; use a lower quantile or a fixed delta",
-                    UserWarning,
-                    stacklevel=2,
-                )
+        if self._steps is None:
+            self._steps = int(self.calls) - 1  # first step after load_state_dict: one read of the buffer
+        self._steps += 1
+        if self._steps < self.calibration_steps:
+            return
+        device = self._recorded[-1].device
+        drift = torch.cat([d.to(device) for d in self._recorded])
+        # No present pair at all (every drift NaN): the band is 0, as before for an empty drift.
+        band = torch.nanquantile(drift, self.auto_quantile).nan_to_num(0.0)
+        self.delta.copy_(band)
+        self._recorded.clear()
+        self._calibrating = False  # known on the host: the next calls read no buffer
+        if validation_enabled() and float(self.delta) > INACTIVE_BAND:
+            warnings.warn(
+                f"delta: calibrated band {float(self.delta):.3g} > {INACTIVE_BAND} (quantile "
+                f"{self.auto_quantile:g} of the first-epoch drift): the anchor is nearly inactive, since "
+                "unrelated unit vectors drift by 2 on average; use a lower quantile or a fixed delta",
+                UserWarning,
+                stacklevel=2,
+            )
 
     def get_extra_state(self) -> dict[str, Any]:
         """What ``state_dict()`` holds besides the buffers: the drift recorded so far while ``delta="auto"``
-        calibrates, so that a run resumed mid-calibration fixes the same ``delta``."""
-        return {"recorded": [d.clone() for d in self._recorded]}
+        calibrates, so that a run resumed mid-calibration fixes the same ``delta``.
+
+        Stored as before: float64 CPU tensors of the present pairs' drift (the NaN of absent rows dropped;
+        a checkpoint reads values on the host anyway).
+        """
+        return {"recorded": [d[~d.isnan()].cpu() for d in self._recorded]}
 
     def set_extra_state(self, state: Any) -> None:
         """Restore :meth:`get_extra_state` (also the ``{"_recorded": [...]}`` of older checkpoints)."""

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .. import functional as F
-from .._validation import check_anchor, check_choice, check_positive
+from .._validation import check_anchor, check_choice, check_positive, validation_enabled
 from .base import LossOutput, MultimodalLoss, detach_terms
 from .registry import register_loss
 
@@ -51,7 +51,9 @@ class UniAlignLoss(MultimodalLoss):
     that needs it — that modality's uniformity, the anchor-alignment pairs involving it (averages run over
     the remaining (row, modality) pairs), the centroid is the mean of the present modalities, and the
     volume term uses only complete rows. A term with too few rows (< 2 for uniformity, 0 otherwise)
-    contributes 0.
+    contributes 0. Each term is computed over all rows with weights, ``-inf`` logits for absent pairs and
+    tensor counts — the value of the selected rows without selecting them — so a masked call reads nothing
+    on the host (no device synchronisation with ``check_values=False``) and absent rows get zero gradient.
 
     The paper does not publish its lambda and tau values; the defaults here are t = 2 (Wang–Isola) and unit
     weights, with ``preset="retrieval"`` (lambda_vol = 1) or ``"generation"`` (lambda_vol = 0.1).
@@ -167,34 +169,49 @@ class UniAlignLoss(MultimodalLoss):
         anchor = check_anchor(self.anchor, names)
         if mask is None:
             return self._compute_full(mods, anchor)
-        zero = next(iter(mods.values())).new_zeros(()).float()
+        return self._compute_masked(mods, anchor, mask)
+
+    def _compute_masked(self, mods: dict[str, Tensor], anchor: str, mask: dict[str, Tensor]) -> LossOutput:
+        """The loss of a batch with missing modalities, by weights rather than row selection.
+
+        Every term is the one of the rows it needs (see the class docstring), computed over all ``B`` rows
+        with the absent rows zeroed (:func:`mmgeom.functional.normalize_present`), ``-inf`` logits for
+        absent pairs and tensor counts: shapes never depend on the mask's values, so nothing is read on
+        the host (no device synchronisation when value checks are off), and absent rows get zero gradient.
+        """
+        names = list(mods)
+        unit = {m: F.normalize_present(z, mask[m]) for m, z in mods.items()}
         terms: dict[str, Tensor] = {}
-
-        uniform_sum = zero
-        for m, z in mods.items():
-            rows = z if mask is None else z[mask[m]]
-            u = F.uniformity(rows, self.t) if rows.shape[0] >= 2 else zero
+        uniform: Tensor | None = None
+        for m, z in unit.items():
+            u = F.gaussian_potential_unit(z, self.t, mask=mask[m])  # 0 with < 2 present rows
             terms[f"uniform/{m}"] = u
-            uniform_sum = uniform_sum + u
-
-        stacked_mask = None if mask is None else torch.stack([mask[m] for m in names], dim=1)
+            uniform = u if uniform is None else uniform + u
+        assert uniform is not None
+        stacked_mask = torch.stack([mask[m] for m in names], dim=1)
+        needs_stack = self.alignment == "centroid" or self.lambda_centroid > 0 or self.lambda_det > 0
+        if needs_stack and validation_enabled():
+            F.check_rows_present(stacked_mask)  # a centroid needs a present modality (a value check)
+        stacked = torch.stack(list(unit.values()), dim=1) if needs_stack else None
+        weight = stacked_mask.to(unit[anchor].dtype)
         if self.alignment == "anchor":
-            align = self._anchor_alignment(mods, anchor, mask, terms, zero)
+            align = self._anchor_alignment(unit, anchor, mask, terms)
         else:
-            align = F.centroid_alignment(*mods.values(), mask=stacked_mask)
+            assert stacked is not None
+            align = F.centroid_alignment_unit(stacked, weight)
         terms["align"] = align
         if self.uniformity_reduction == "mean":
-            uniform_sum = uniform_sum / len(names)
-        terms["uniform"] = uniform_sum
-        w_align = self.alignment_weight(len(names))
-        total = self.lambda_uni * uniform_sum + w_align * align
+            uniform = uniform / len(names)
+        terms["uniform"] = uniform
+        total = self.lambda_uni * uniform + self.alignment_weight(len(names)) * align
 
         if self.lambda_centroid > 0 or self.lambda_det > 0:
-            c = F.centroid(*mods.values(), mask=stacked_mask)
-            u_c = F.uniformity(c, self.t_c)
-            full = None if stacked_mask is None else stacked_mask.all(dim=1)
-            tuples = list(mods.values()) if full is None else [z[full] for z in mods.values()]
-            vol = F.gram_det(*tuples).mean() if tuples[0].shape[0] > 0 else zero
+            assert stacked is not None
+            # Centroids of the present modalities; a row with none (value checks off) drops out.
+            c = F.normalize(F.tuple_mean_unit(stacked, weight))
+            u_c = F.gaussian_potential_unit(c, self.t_c, mask=stacked_mask.any(dim=1))
+            # Volume: the mean determinant over complete rows (0 without one).
+            vol = F.masked_mean(F.gram_det_unit(stacked), stacked_mask.all(dim=1))
             terms["uniform/centroid"] = u_c
             terms["volume"] = vol
             if self.lambda_centroid == self.lambda_det:
@@ -248,25 +265,23 @@ class UniAlignLoss(MultimodalLoss):
 
     @staticmethod
     def _anchor_alignment(
-        mods: dict[str, Tensor],
-        anchor: str,
-        mask: dict[str, Tensor] | None,
-        terms: dict[str, Tensor],
-        zero: Tensor,
+        unit: dict[str, Tensor], anchor: str, mask: dict[str, Tensor], terms: dict[str, Tensor]
     ) -> Tensor:
-        """``1/(#pairs) sum ||z_i^a - z_i^n||^2`` over present (row, n != a) pairs."""
-        weighted = zero
-        count = 0
-        for n, z in mods.items():
+        """``1/(#pairs) sum ||z_i^a - z_i^n||^2`` over present (row, n != a) pairs (0 without one).
+
+        Each pair's term is its mean over the rows where both modalities are present, weighted by that
+        row count; the counts stay tensors (no host read).
+        """
+        weighted: Tensor | None = None
+        count: Tensor | None = None
+        for n, z in unit.items():
             if n == anchor:
                 continue
-            za, zn = mods[anchor], z
-            if mask is not None:
-                both = mask[anchor] & mask[n]
-                za, zn = za[both], zn[both]
-            rows = za.shape[0]
-            value = F.alignment(za, zn, 2.0) if rows else zero
+            both = mask[anchor] & mask[n]
+            value = F.alignment_unit(unit[anchor], z, 2.0, mask=both)  # 0 without a common row
             terms[f"align/{anchor}-{n}"] = value
-            weighted = weighted + value * rows
-            count += rows
-        return weighted / count if count else zero
+            rows = both.sum()
+            weighted = value * rows if weighted is None else weighted + value * rows
+            count = rows if count is None else count + rows
+        assert weighted is not None and count is not None
+        return weighted / count.clamp_min(1)
