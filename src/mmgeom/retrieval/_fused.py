@@ -97,13 +97,22 @@ def fused_candidates(
     norm_max = 0.0
     pool = _native.executor(plan.threads)
 
-    def prepare(g0: int, g1: int) -> tuple[Tensor, float]:
-        g = scale_gallery_chunk(gallery.chunk(g0, g1).to(q.device), scoring, g0)
+    # two prepared chunks are alive at a time (one scanned, the next prepared): their buffers alternate
+    slots = [torch.empty(0, dtype=q.dtype), torch.empty(0, dtype=q.dtype)] if scoring.normalise else None
+
+    def prepare(g0: int, g1: int, j: int) -> tuple[Tensor, float]:
+        raw = gallery.chunk(g0, g1).to(q.device)
+        out = None
+        if slots is not None:
+            if slots[j % 2].numel() < raw.numel():
+                slots[j % 2] = torch.empty(raw.numel(), dtype=q.dtype)
+            out = slots[j % 2]
+        g = scale_gallery_chunk(raw, scoring, g0, out=out)
         return g.contiguous(), scaled_norm_max(g, scoring, g0)
 
     # Every GEMM runs single-threaded inside its worker: the parallelism is across workers.
     with single_threaded(plan.gemm):
-        nxt = prepare(*g_ranges[0])
+        nxt = prepare(*g_ranges[0], 0)
         bar = tqdm(g_ranges, desc="topk", unit="chunk", disable=not progress, leave=False)
         for j, (g0, _) in enumerate(bar):
             g, top = nxt
@@ -113,7 +122,7 @@ def fused_candidates(
                 for a, b in tasks
             ]
             if j + 1 < len(g_ranges):
-                nxt = prepare(*g_ranges[j + 1])
+                nxt = prepare(*g_ranges[j + 1], j + 1)
             for f in futures:
                 f.result()
     return Candidates(run_values, run_index, norm_max)

@@ -153,13 +153,20 @@ def fused_ranks(
     tasks = plan.tasks(n_q)
     pool = _native.executor(plan.threads)
 
-    def prepare(g0: int, g1: int) -> Tensor:
+    # two prepared chunks are alive at a time (one scanned, the next prepared): their buffers alternate
+    slots = [torch.empty(0, dtype=q.dtype), torch.empty(0, dtype=q.dtype)]
+
+    def prepare(g0: int, g1: int, j: int) -> Tensor:
         g = gallery.chunk(g0, g1, check=False).to(q.dtype)
-        return (g * scale[g0:g1, None]).contiguous() if scale is not None else g.contiguous()
+        if scale is None:
+            return g.contiguous()
+        if slots[j % 2].numel() < g.numel():
+            slots[j % 2] = torch.empty(g.numel(), dtype=q.dtype)
+        return torch.mul(g, scale[g0:g1, None], out=slots[j % 2][: g.numel()].view(g.shape))
 
     g_ranges = chunk_ranges(n_g, plan.prepare_chunk)
     with single_threaded(plan.gemm):
-        nxt = prepare(*g_ranges[0])
+        nxt = prepare(*g_ranges[0], 0)
         bar = tqdm(g_ranges, desc="ranks", unit="chunk", disable=not progress, leave=False)
         for j, (g0, _) in enumerate(bar):
             g = nxt
@@ -168,7 +175,7 @@ def fused_ranks(
                 for a, b in tasks
             ]
             if j + 1 < len(g_ranges):
-                nxt = prepare(*g_ranges[j + 1])
+                nxt = prepare(*g_ranges[j + 1], j + 1)
             for f in futures:
                 f.result()
     return torch.where(valid, above, n_g)
