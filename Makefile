@@ -3,7 +3,7 @@ VENV ?= .venv
 SHELL := /bin/bash
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-slow lint typecheck bench-retrieval bench-losses bench-trainer bench-import bench-store-training clean
+.PHONY: install demo test test-slow lint typecheck bench-retrieval bench-vs-faiss bench-losses bench-trainer bench-import bench-store-training clean
 
 install:
 	@bash scripts/bootstrap.sh
@@ -34,6 +34,9 @@ typecheck: install
 
 bench-retrieval: install
 	$(BIN)/python benchmarks/bench_retrieval.py
+
+bench-vs-faiss: install
+	$(BIN)/python benchmarks/bench_vs_faiss.py
 
 bench-losses: install
 	$(BIN)/python benchmarks/bench_losses.py
