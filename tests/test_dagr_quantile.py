@@ -91,3 +91,16 @@ def test_parse_delta() -> None:
     assert parse_delta("q1") == (None, 1.0)
     with pytest.raises(ValueError, match="delta: expected a number >= 0, 'auto'"):
         parse_delta("q-0.1")
+
+
+def test_with_value_checks_off_the_band_warning_waits_for_deferred_checks() -> None:
+    reg = create_loss("dagr", delta="q0.9", calibration_steps=1, check_values=False).train()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the call reads nothing on the host, so it cannot warn
+        reg(drift_batch(DRIFTS))
+    assert not reg.calibrating
+    with pytest.warns(UserWarning, match=r"delta: calibrated band 2\.6 > 1\.5"):
+        reg.deferred_checks()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once only
+        reg.deferred_checks()

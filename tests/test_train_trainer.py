@@ -196,3 +196,16 @@ def test_thread_count_is_restored_after_fit(tmp_path):
         data=synthetic_split(),
     ).fit()
     assert torch.get_num_threads() == before
+
+
+def test_the_trainer_runs_the_checks_a_loss_deferred(tmp_path):
+    # mmgeom train runs losses with value checks off: DAGR's inactive-band warning (it reads the band on
+    # the host) is raised at the first train event after calibration instead of inside the loss call.
+    cfg = tiny_config(
+        loss={"name": "dagr", "kwargs": {"delta": "q0.99", "calibration_steps": 2}},
+        train={"steps": 10, "log_every": 5},
+    )
+    trainer = Trainer(cfg, tmp_path / "run", data=synthetic_split())
+    assert trainer.loss_fn.check_values is False
+    with pytest.warns(UserWarning, match="nearly inactive"):
+        trainer.fit()

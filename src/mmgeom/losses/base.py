@@ -120,6 +120,15 @@ class MultimodalLoss(nn.Module):
     def compute(self, mods: dict[str, Tensor], labels: Tensor | None = None, **kwargs: Any) -> LossOutput:
         raise NotImplementedError
 
+    def deferred_checks(self) -> None:
+        """Run the value checks a call skipped because they read a tensor on the host.
+
+        With ``check_values=False`` a loss reads nothing on the host; a check that needs a value (DAGR's
+        inactive-band warning) is kept pending instead. A training loop calls this where it reads values
+        anyway (the trainer: at every ``train`` event). Follows :func:`mmgeom.set_validation`; a no-op
+        for losses without such checks.
+        """
+
 
 def detach_terms(terms: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Detached copies of the named parts, so logging never keeps the graph alive."""

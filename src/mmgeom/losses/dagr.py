@@ -146,6 +146,8 @@ class DAGRRegularizer(MultimodalLoss):
         # no call reads a buffer (a device sync); known at construction, re-read after load_state_dict.
         self._calibrating: bool | None = self.auto
         self._steps: int | None = 0
+        # a calibrated band not yet compared with INACTIVE_BAND (value checks were off): see deferred_checks
+        self._band_pending = False
         self.register_load_state_dict_post_hook(_forget_calibration)
 
     @property
@@ -219,7 +221,7 @@ class DAGRRegularizer(MultimodalLoss):
         the rows where a pair is not both present (``torch.nanquantile`` skips them, which is the quantile
         of the present rows, as selecting them would give); the step count is a host-side copy of the
         ``calls`` buffer. The inactive-band warning needs the band's value on the host: it is a value
-        check, so it runs only while value checks are on.
+        check, run here while value checks are on and otherwise left to :meth:`deferred_checks`.
         """
         for m, n in combinations(mods, 2):
             d2 = F.paired_sq_dists(mods[m], mods[n]).double()
@@ -239,7 +241,21 @@ class DAGRRegularizer(MultimodalLoss):
         self.delta.copy_(band)
         self._recorded.clear()
         self._calibrating = False  # known on the host: the next calls read no buffer
-        if validation_enabled() and float(self.delta) > INACTIVE_BAND:
+        self._band_pending = True
+        if validation_enabled():
+            self.deferred_checks()
+
+    def deferred_checks(self) -> None:
+        """Warn once if the calibrated band leaves the anchor nearly inactive (``delta > 1.5``).
+
+        Reads ``delta`` on the host: inside a call with value checks on it runs at the end of the
+        calibration; with them off (as :func:`mmgeom.train` runs losses) the trainer calls it at its next
+        ``train`` event.
+        """
+        if not self._band_pending or not validation_enabled():
+            return
+        self._band_pending = False
+        if float(self.delta) > INACTIVE_BAND:
             warnings.warn(
                 f"delta: calibrated band {float(self.delta):.3g} > {INACTIVE_BAND} (quantile "
                 f"{self.auto_quantile:g} of the first-epoch drift): the anchor is nearly inactive, since "

@@ -162,6 +162,10 @@ class _Loop:
 
     def train_event(self, last: StepValues, bar: Any) -> None:
         self.sums.flush()
+        # checks the loss left pending (it runs with value checks off): this event reads values anyway
+        deferred = getattr(self.t.loss_fn, "deferred_checks", None)
+        if deferred is not None:
+            deferred()
         state = self.t.log_state
         sums, count = state["sums"], state["count"]
         means = {k: v / count for k, v in sums.items()}
