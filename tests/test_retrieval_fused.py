@@ -351,3 +351,41 @@ def test_small_searches_take_the_blocked_engine(monkeypatch: pytest.MonkeyPatch)
     fused = topk(q, g, 5)
     assert calls == [1]
     assert torch.equal(small[1], fused[1]) and torch.equal(small[0], fused[0])
+
+
+@pytest.mark.parametrize(
+    ("n_q", "threads", "chunk"),
+    [(10_000, 2, 2048), (10_000, 2, 512), (1, 2, 512), (3, 2, 512), (97, 3, 8), (64, 4, 1000)],
+)
+def test_plan_tasks_are_balanced_and_cover_every_query(n_q: int, threads: int, chunk: int) -> None:
+    tasks = Plan(threads, chunk, 64).tasks(n_q)
+    assert tasks[0][0] == 0 and tasks[-1][1] == n_q
+    assert all(a < b and b == c for (a, b), (c, _) in zip(tasks, tasks[1:], strict=False))
+    sizes = [b - a for a, b in tasks]
+    assert max(sizes) <= chunk and max(sizes) - min(sizes) <= 1
+    # a multiple of the thread count wherever there are enough queries: no thread is left a task more
+    per_round = -(-n_q // (threads * chunk))
+    assert len(tasks) == min(n_q, threads * per_round)
+    if (n_q, threads, chunk) == (10_000, 2, 2048):
+        assert len(tasks) == 6  # not five 2048-row tasks: one thread would run three
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot"])
+def test_rescoring_by_native_keys_equals_exact_scores(metric: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """topk's rescoring of float32 inputs in memory (native certified keys, in steps of KEY_ROWS
+    queries) against the rescoring by ``exact_scores`` alone (the keys' definition), and against a
+    rescoring where the certification is forced to fail on every pair (its fallback)."""
+    from mmgeom.retrieval import _ties, search
+
+    q, g = data(n_q=300, n_g=500)
+    monkeypatch.setattr(search, "KEY_ROWS", 37)
+    keyed = topk(q, g, 7, metric=metric)
+    with monkeypatch.context() as mp:
+        mp.setattr(_ties, "_float32_matrix", lambda x: None)  # no native path: exact_scores
+        plain = topk(q, g, 7, metric=metric)
+    with monkeypatch.context() as mp:
+        mp.setattr(_ties, "BOUND_SCALE", 1e300)  # nothing certain: every key by exact_scores
+        fallback = topk(q, g, 7, metric=metric)
+    for s, i in (plain, fallback):
+        assert torch.equal(i, keyed[1]) and torch.equal(s, keyed[0])
+    assert torch.equal(keyed[1], brute_topk(q, g, 7, metric))

@@ -83,9 +83,10 @@ class Plan:
         near-equal size: the workers meet at the end of every prepared gallery chunk, and an uneven
         split (5 tasks of 2048 rows on 2 threads: one waits a whole task) cost 14% at 10k x 100k."""
         per_round = max(1, -(-n_q // (self.threads * self.query_chunk)))
-        count = min(n_q, self.threads * per_round)
-        step = -(-n_q // max(1, count))
-        return [(a, min(a + step, n_q)) for a in range(0, n_q, step)]
+        count = max(1, min(n_q, self.threads * per_round))
+        size, extra = divmod(n_q, count)  # the first ``extra`` tasks take one row more
+        bounds = [i * size + min(i, extra) for i in range(count + 1)]
+        return [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
     def prefers_faiss(self) -> bool:
         return self.faiss_speedup is not None and self.faiss_speedup > FAISS_MARGIN
