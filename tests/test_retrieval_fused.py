@@ -7,6 +7,7 @@ and a plain loop, the count kernel against a naive loop.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
@@ -360,7 +361,7 @@ def test_small_searches_take_the_blocked_engine(monkeypatch: pytest.MonkeyPatch)
 def test_plan_tasks_are_balanced_and_cover_every_query(n_q: int, threads: int, chunk: int) -> None:
     tasks = Plan(threads, chunk, 64).tasks(n_q)
     assert tasks[0][0] == 0 and tasks[-1][1] == n_q
-    assert all(a < b and b == c for (a, b), (c, _) in zip(tasks, tasks[1:], strict=False))
+    assert all(a < b and b == c for (a, b), (c, _) in itertools.pairwise(tasks))
     sizes = [b - a for a, b in tasks]
     assert max(sizes) <= chunk and max(sizes) - min(sizes) <= 1
     # a multiple of the thread count wherever there are enough queries: no thread is left a task more

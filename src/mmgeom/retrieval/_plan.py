@@ -11,6 +11,7 @@ The memory model, in bytes, with ``s`` the compute itemsize (4, or 8 for float64
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, replace
 
 #: Default budget for the chunk buffers when ``max_memory_mb`` is None.
@@ -86,7 +87,7 @@ class Plan:
         count = max(1, min(n_q, self.threads * per_round))
         size, extra = divmod(n_q, count)  # the first ``extra`` tasks take one row more
         bounds = [i * size + min(i, extra) for i in range(count + 1)]
-        return [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+        return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
     def prefers_faiss(self) -> bool:
         return self.faiss_speedup is not None and self.faiss_speedup > FAISS_MARGIN
