@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmgeom.retrieval import _native, _tune, retrieval_metrics, topk, tune
+from mmgeom.retrieval import _native, _ties, _tune, retrieval_metrics, topk, tune
 from mmgeom.retrieval._fused import fused_candidates
 from mmgeom.retrieval._inputs import Embeddings, Scoring, check_scoring, prepare_query
 from mmgeom.retrieval._plan import Plan
@@ -186,6 +186,31 @@ def test_streamed_ranks_band_overflow_path(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr("mmgeom.retrieval._fused_ranks._local", threading.local())  # fresh buffers
     monkeypatch.setattr("mmgeom.retrieval.ranks.plan_for", lambda flops, dt: Plan(2, 8, 64, 128))
     assert torch.equal(positive_ranks(q, g, lists, None), loop_ranks(q, g, lists))
+
+
+@pytest.mark.parametrize("settle_pairs", [1, 10**9])
+def test_streamed_ranks_settle_blocks_at_once_or_together(
+    settle_pairs: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Band entries settled block by block (1) or all of a task's chunk together (10**9), with and
+    without the query rows widened to float64: the same ranks as the chunked path and a loop."""
+    q, g = data()
+    g[100:140] = g[17]  # a band of 40 duplicates for the positive 17: many entries in some blocks
+    lists = [sorted({17, i % 301, (5 * i) % 301}) for i in range(q.shape[0])]
+    monkeypatch.setattr("mmgeom.retrieval._fused_ranks.SETTLE_PAIRS", settle_pairs)
+    monkeypatch.setattr("mmgeom.retrieval.ranks.plan_for", lambda flops, dt: Plan(2, 8, 64, 128))
+    widened: list[bool] = []
+    real = _ties.ExactKeys.native_keys
+
+    def spy(self: _ties.ExactKeys, rows: torch.Tensor, cols: torch.Tensor, wide: object = None) -> object:
+        widened.append(wide is not None)
+        return real(self, rows, cols, wide)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_ties.ExactKeys, "native_keys", spy)
+    fused = positive_ranks(q, g, lists, None)
+    assert any(widened)
+    assert torch.equal(fused, positive_ranks(q, g, lists, (8, 64)))
+    assert torch.equal(fused, loop_ranks(q, g, lists))
 
 
 def test_metrics_with_labels_match_the_chunked_path() -> None:

@@ -38,6 +38,8 @@ from .relevance import Relevance
 
 #: Band entries a worker can hold per block before that block is settled with tensor operations.
 BAND_CAPACITY = 1 << 14
+#: Band entries a worker collects before settling them (see ``_scan``).
+SETTLE_PAIRS = 2048
 
 _local = threading.local()
 
@@ -100,20 +102,37 @@ def _scan(
     buf = thread_buffer(_local, "block", rows * min(cg, g.shape[0]), q.dtype)
     band = thread_buffer(_local, "band", 3 * BAND_CAPACITY, torch.long)[: 3 * BAND_CAPACITY].view(-1, 3)
     qs, lo_r, hi_r, above_r = q[q0:q1], lo[q0:q1], hi[q0:q1], above[q0:q1]
-    # the task's query rows in float64, made at its first band entry (most blocks of a query far from
-    # its positives have none)
+    # Band entries wait (in gallery coordinates) until SETTLE_PAIRS have come or the task's chunk ends:
+    # a block with many is settled while its rows are in cache, a few are settled together (with one
+    # positive per query a block holds a few dozen, and each settling costs tens of tensor operations).
+    pending: list[Tensor] = []
+    waiting = 0
     widened: tuple[Tensor, int] | None = None
-    made = False
+
+    def flush() -> None:
+        nonlocal waiting, widened
+        hits = pending[0] if len(pending) == 1 else torch.cat(pending)
+        pending.clear()
+        waiting = 0
+        if widened is None and hits.shape[0] >= rows // 4:
+            # the task's query rows in float64, once: it pays when the pairs reuse them
+            wide = thread_buffer(_local, "widened", rows * q.shape[1], torch.float64)
+            widened = settle.keys.widened(q0, q1, wide)
+        settle(hits, q0, 0, widened)
+
     for c0, c1 in chunk_ranges(g.shape[0], cg):
         block = buf[: rows * (c1 - c0)].view(rows, c1 - c0)
         block_scores(gemm, qs, g[c0:c1], block)
         n = _native.count_rows(block, lo_r, hi_r, above_r, band)
         if n:
-            if not made:
-                wide = thread_buffer(_local, "widened", rows * q.shape[1], torch.float64)
-                widened, made = settle.keys.widened(q0, q1, wide), True
-            hits = band[:n] if n <= band.shape[0] else _band_by_tensors(block, lo_r, hi_r)
-            settle(hits, q0, offset + c0, widened)
+            hits = band[:n].clone() if n <= band.shape[0] else _band_by_tensors(block, lo_r, hi_r)
+            hits[:, 1] += offset + c0
+            pending.append(hits)
+            waiting += n
+            if waiting >= SETTLE_PAIRS:
+                flush()
+    if pending:
+        flush()
 
 
 def fused_ranks(
