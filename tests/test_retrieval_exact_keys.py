@@ -218,10 +218,15 @@ def loop_ranks_cosine(q: torch.Tensor, g: torch.Tensor, lists: list[list[int]]) 
 
 
 def streamed_or_chunked_ranks(
-    q: torch.Tensor, g: torch.Tensor, lists: list[list[int]], metric: str, chunks: tuple[int, int] | None
+    q: torch.Tensor,
+    g: torch.Tensor,
+    lists: list[list[int]],
+    metric: str,
+    chunks: tuple[int, int] | None,
+    magnitudes: torch.Tensor | None = None,
 ) -> torch.Tensor:
     q_src, g_src = Embeddings(q, "query"), Embeddings(g, "gallery")
-    scoring = check_scoring(metric, None, g_src.n)
+    scoring = check_scoring(metric, magnitudes, g_src.n)
     relevance = as_relevance(lists, q_src.n, g_src.n)
     qq = prepare_query(q_src, scoring)
     parts = [r for _, _, r, _ in iter_positive_ranks(q_src, qq, g_src, relevance, scoring, chunks, 1 << 26)]
@@ -246,13 +251,23 @@ def random_positives(
     return q, g, lists
 
 
-@pytest.mark.parametrize("metric", ["dot", "cosine"])
+@pytest.mark.parametrize("native_settle", [True, False], ids=["native-settle", "tensor-settle"])
+@pytest.mark.parametrize("metric", ["dot", "cosine", "magnitude"])
 def test_ranks_with_random_positives_match_the_chunked_path_and_the_old_keys(
-    metric: str, monkeypatch: pytest.MonkeyPatch
+    metric: str, native_settle: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Streamed ranks (band entries settled by the native kernel or by tensor operations on native
+    keys) against the chunked path and against the keys by definition (``exact_scores`` only)."""
+    from mmgeom.retrieval import _fused_ranks
+
     q, g, lists = random_positives(64, 3000, 32, seed=11)
-    native_pairs: list[int] = []
-    original = ExactKeys.native_keys
+    mags = None
+    if metric == "magnitude":
+        metric, mags = "cosine", 0.5 + torch.rand(3000, generator=torch.Generator().manual_seed(2))
+    monkeypatch.setattr(_fused_ranks, "NATIVE_SETTLE", native_settle)
+    native_pairs: list[int] = []  # pairs keyed by ExactKeys.native_keys (positives; tensor settling)
+    band_pairs: list[int] = []  # band entries handed to the settling kernel
+    original, original_settle = ExactKeys.native_keys, _fused_ranks.native_settle
 
     def counted(
         self: ExactKeys, r: torch.Tensor, c: torch.Tensor, *rest: Any
@@ -260,22 +275,38 @@ def test_ranks_with_random_positives_match_the_chunked_path_and_the_old_keys(
         native_pairs.append(r.numel())
         return original(self, r, c, *rest)
 
+    def counted_settle(keys: ExactKeys, hits: torch.Tensor, *rest: Any) -> torch.Tensor:
+        band_pairs.append(hits.shape[0])
+        return original_settle(keys, hits, *rest)
+
     with monkeypatch.context() as mp:
         mp.setattr(ExactKeys, "native_keys", counted)
-        streamed = streamed_or_chunked_ranks(q, g, lists, metric, None)
-    assert sum(native_pairs) > 1000  # the bands hold many items: the native path settles them
-    chunked = streamed_or_chunked_ranks(q, g, lists, metric, (16, 700))
-    metrics_streamed = retrieval_metrics(q, g, lists, metric=metric)
+        mp.setattr(_fused_ranks, "native_settle", counted_settle)
+        streamed = streamed_or_chunked_ranks(q, g, lists, metric, None, mags)
+    # the bands hold many items, and the native path settles them
+    assert sum(band_pairs if native_settle else native_pairs) > (400 if mags is None else 150)
+    chunked = streamed_or_chunked_ranks(q, g, lists, metric, (16, 700), mags)
+    metrics_streamed = retrieval_metrics(q, g, lists, metric=metric, gallery_magnitudes=mags)
 
     def by_definition(self: ExactKeys, rows: torch.Tensor, cols: torch.Tensor, *rest: Any) -> torch.Tensor:
         return self.torch_keys(rows, cols)
 
     monkeypatch.setattr(ExactKeys, "__call__", by_definition)  # the keys by definition only
-    old = streamed_or_chunked_ranks(q, g, lists, metric, None)
+    monkeypatch.setattr(_fused_ranks, "NATIVE_SETTLE", False)
+    old = streamed_or_chunked_ranks(q, g, lists, metric, None, mags)
     assert torch.equal(streamed, chunked)
     assert torch.equal(streamed, old)
-    metrics_old = retrieval_metrics(q, g, lists, metric=metric)
+    metrics_old = retrieval_metrics(q, g, lists, metric=metric, gallery_magnitudes=mags)
     assert metrics_streamed == metrics_old
+
+
+def test_native_settle_falls_back_where_it_cannot_certify(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bound forced huge: the kernel certifies nothing and returns every entry, settled by
+    ``exact_scores``: the same ranks."""
+    q, g, lists = random_positives(32, 2000, 16, seed=5)
+    want = streamed_or_chunked_ranks(q, g, lists, "dot", (16, 700))
+    monkeypatch.setattr(_ties, "BOUND_SCALE", 1e300)
+    assert torch.equal(streamed_or_chunked_ranks(q, g, lists, "dot", None), want)
 
 
 def test_streamed_ranks_with_random_positives_equal_a_plain_loop() -> None:

@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -188,25 +189,39 @@ def test_streamed_ranks_band_overflow_path(monkeypatch: pytest.MonkeyPatch) -> N
     assert torch.equal(positive_ranks(q, g, lists, None), loop_ranks(q, g, lists))
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["native-settle", "tensor-settle"])
 @pytest.mark.parametrize("settle_pairs", [1, 10**9])
 def test_streamed_ranks_settle_blocks_at_once_or_together(
-    settle_pairs: int, monkeypatch: pytest.MonkeyPatch
+    settle_pairs: int, native: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Band entries settled block by block (1) or all of a task's chunk together (10**9), with and
-    without the query rows widened to float64: the same ranks as the chunked path and a loop."""
+    """Band entries settled block by block (1) or all of a task's chunk together (10**9), by the native
+    kernel or by tensor operations, with and without the query rows widened to float64: the same ranks
+    as the chunked path and a loop."""
+    from mmgeom.retrieval import _fused_ranks
+
     q, g = data()
     g[100:140] = g[17]  # a band of 40 duplicates for the positive 17: many entries in some blocks
     lists = [sorted({17, i % 301, (5 * i) % 301}) for i in range(q.shape[0])]
-    monkeypatch.setattr("mmgeom.retrieval._fused_ranks.SETTLE_PAIRS", settle_pairs)
+    monkeypatch.setattr(_fused_ranks, "SETTLE_PAIRS", settle_pairs)
+    monkeypatch.setattr(_fused_ranks, "NATIVE_SETTLE", native)
     monkeypatch.setattr("mmgeom.retrieval.ranks.plan_for", lambda flops, dt: Plan(2, 8, 64, 128))
     widened: list[bool] = []
-    real = _ties.ExactKeys.native_keys
+    if native:
+        real_settle = _fused_ranks.native_settle
 
-    def spy(self: _ties.ExactKeys, rows: torch.Tensor, cols: torch.Tensor, wide: object = None) -> object:
-        widened.append(wide is not None)
-        return real(self, rows, cols, wide)  # type: ignore[arg-type]
+        def spy_settle(*args: Any) -> torch.Tensor:
+            widened.append(args[4] is not None)
+            return real_settle(*args)
 
-    monkeypatch.setattr(_ties.ExactKeys, "native_keys", spy)
+        monkeypatch.setattr(_fused_ranks, "native_settle", spy_settle)
+    else:
+        real = _ties.ExactKeys.native_keys
+
+        def spy(self: _ties.ExactKeys, rows: torch.Tensor, cols: torch.Tensor, wide: Any = None) -> Any:
+            widened.append(wide is not None)
+            return real(self, rows, cols, wide)
+
+        monkeypatch.setattr(_ties.ExactKeys, "native_keys", spy)
     fused = positive_ranks(q, g, lists, None)
     assert any(widened)
     assert torch.equal(fused, positive_ranks(q, g, lists, (8, 64)))

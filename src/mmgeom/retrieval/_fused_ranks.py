@@ -32,6 +32,7 @@ from ._fused import thread_buffer
 from ._gemm import block_scores, single_threaded
 from ._inputs import Embeddings, chunk_ranges
 from ._plan import Plan
+from ._settle import magnitudes64, native_settle
 from ._threads import one_thread_here
 from ._ties import ExactKeys, exact_before, tie_band
 from .relevance import Relevance
@@ -40,6 +41,9 @@ from .relevance import Relevance
 BAND_CAPACITY = 1 << 14
 #: Band entries a worker collects before settling them (see ``_scan``).
 SETTLE_PAIRS = 2048
+#: Settle with the native kernel where the keys are native float32 ones (tests switch it off to
+#: compare with the tensor operations).
+NATIVE_SETTLE = True
 
 _local = threading.local()
 
@@ -64,11 +68,22 @@ class _Settler:
 
     def __init__(self, keys: ExactKeys, pos: Tensor, key_p: Tensor, above: Tensor) -> None:
         self.keys, self.pos, self.key_p, self.above = keys, pos, key_p, above
+        # float32 keys computed natively: the whole settling runs in the native kernel (_settle.py)
+        self.native = NATIVE_SETTLE and keys.native is not None and keys.out_dtype == torch.float32
+        self.mags = magnitudes64(keys) if self.native else None
 
     def __call__(self, hits: Tensor, q0: int, c0: int, widened: tuple[Tensor, int] | None = None) -> None:
         """Count the band entries ``hits`` (``(n, 3)`` block row, block column, p) of the block whose
         first query is ``q0`` and first gallery item ``c0`` that are exactly before their positive
         (``widened``: the block's query rows from :meth:`ExactKeys.widened`)."""
+        by_definition = False
+        if self.native:
+            unsure = native_settle(
+                self.keys, hits, q0, c0, widened, self.pos, self.key_p, self.above, self.mags
+            )
+            if unsure.numel() == 0:
+                return
+            hits, by_definition = hits[unsure], True  # the kernel could not certify these keys
         rows, cols = hits[:, 0] + q0, hits[:, 1] + c0
         flat = rows * self.pos.shape[1] + hits[:, 2]  # (row, p) as one index into the (N_q, P) tables
         p_items = self.pos.view(-1)[flat]
@@ -77,7 +92,8 @@ class _Settler:
             rows, cols, flat, p_items = rows[other], cols[other], flat[other], p_items[other]
         if rows.numel() == 0:
             return
-        before = exact_before(self.keys(rows, cols, True, widened), cols, self.key_p.view(-1)[flat], p_items)
+        key = self.keys.torch_keys(rows, cols) if by_definition else self.keys(rows, cols, True, widened)
+        before = exact_before(key, cols, self.key_p.view(-1)[flat], p_items)
         # each task owns its query rows: no other thread writes these counts
         # (worker threads do not inherit the caller's inference mode, under which ``above`` was made)
         with torch.inference_mode():

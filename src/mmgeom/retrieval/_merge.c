@@ -327,5 +327,72 @@ int64_t mmgeom_pair_dots_q64(const double *q, int64_t ldq, const float *g, int64
     return n;
 }
 
+/*
+ * Settling of the band entries of one score block (mmgeom.retrieval._fused_ranks).
+ *
+ * Entry i is (row, column, p) of the block (hits[3i..3i+2]); its pair is query row r = q0 + row and
+ * gallery row j = c0 + column, and its positive pos[r * npos + p] (the positive itself is skipped). The
+ * pair's exact key is certified exactly as mmgeom.retrieval._ties.ExactKeys.native_keys does it (the
+ * same float64 operations in the same order, the same bound; tests compare the two): s is the float64
+ * sum of mm_pair (divided by sqrt(sum g^2) * sqrt(qsq[r]) and times mags[j] for cosine / magnitude
+ * scoring), eps = bound * (sum |q g|) for dot scoring, bound (* mags[j]) otherwise, and the key is
+ * (float)s when all of [s - eps, s + eps] rounds to that float. A certain entry adds one to
+ * above[r * npos + p] when it is exactly before its positive (higher key, or equal key and lower
+ * index: key_p holds the positives' keys); an uncertain one (or a norm product at most den_min) is
+ * listed in unsure[] for the caller's exact_scores. Query rows come as float32 (q32) or widened
+ * (q64, holding rows q64_first..). Returns the number of unsure entries.
+ */
+static inline uint32_t mm_bits32(float x) {
+    uint32_t b;
+    memcpy(&b, &x, 4);
+    return b;
+}
+
+int64_t mmgeom_settle_f32(const float *q32, int64_t ldq32, const double *q64, int64_t ldq64,
+                          int64_t q64_first, const float *g, int64_t ldg, int64_t d, const int64_t *hits,
+                          int64_t n, int64_t q0, int64_t c0, const int64_t *pos, const double *key_p,
+                          int64_t npos, int64_t *above, int normalise, const double *qsq,
+                          const double *mags, double bound, double den_min, int64_t *unsure) {
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t r = q0 + hits[3 * i], j = c0 + hits[3 * i + 1], idx = r * npos + hits[3 * i + 2];
+        int64_t pi = pos[idx];
+        if (i + MM_AHEAD < n) {
+            const float *nb = g + (c0 + hits[3 * (i + MM_AHEAD) + 1]) * ldg;
+            for (int64_t k = 0; k < d; k += 16) __builtin_prefetch(nb + k);
+        }
+        if (j == pi) continue;
+        const float *a32 = q64 != NULL ? NULL : q32 + r * ldq32, *b = g + j * ldg;
+        const double *a64 = q64 != NULL ? q64 + (r - q64_first) * ldq64 : NULL;
+        double dot = 0.0, absdot = 0.0, gsq = 0.0, s, eps;
+        if (normalise) {
+            mm_pair(a32, a64, b, d, 0, 1, &dot, &absdot, &gsq);
+            double den = sqrt(gsq) * sqrt(qsq[r]);
+            if (!(den > den_min)) {
+                unsure[m++] = i;
+                continue;
+            }
+            s = dot / den;
+            eps = bound;
+            if (mags != NULL) {
+                s = s * mags[j];
+                eps = bound * mags[j];
+            }
+        } else {
+            mm_pair(a32, a64, b, d, 1, 0, &dot, &absdot, &gsq);
+            s = dot;
+            eps = bound * absdot;
+        }
+        float lo = (float)nextafter(s - eps, -INFINITY), hi = (float)nextafter(s + eps, INFINITY);
+        if (mm_bits32(lo) != mm_bits32(hi) || !isfinite(s) || !isfinite(eps)) {
+            unsure[m++] = i;
+            continue;
+        }
+        double key = (double)(float)s, kp = key_p[idx];
+        above[idx] += key > kp || (key == kp && j < pi);
+    }
+    return m;
+}
+
 /* Lets the loader check it opened the build of this source revision. */
-int mmgeom_merge_abi(void) { return 4; }
+int mmgeom_merge_abi(void) { return 5; }

@@ -40,7 +40,7 @@ _log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("_merge.c")
 #: Version of the kernel's calling convention, checked against ``mmgeom_merge_abi()`` after loading.
-ABI = 4
+ABI = 5
 #: Blocks with fewer elements than this are merged on the calling thread only.
 MIN_PARALLEL_ELEMENTS = 1 << 18
 #: Rows per thread never drop below this.
@@ -79,7 +79,7 @@ def _build(cc: str, target: Path) -> None:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        base = [cc, "-O3", "-fPIC", "-shared", "-std=c99", str(SOURCE), "-o", tmp]
+        base = [cc, "-O3", "-fPIC", "-shared", "-std=c99", str(SOURCE), "-o", tmp, "-lm"]
         for extra in (["-march=native"], []):  # some compilers/targets reject -march=native
             done = subprocess.run(base[:1] + extra + base[1:], capture_output=True, text=True, timeout=120)
             if done.returncode == 0:
