@@ -125,6 +125,19 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     for fn in (lib.mmgeom_pair_dots_f32, lib.mmgeom_pair_dots_q64):
         fn.restype = ctypes.c_int64
         fn.argtypes = pair_args + [ctypes.c_void_p] * 2 + [ctypes.c_int64] + [ctypes.c_void_p] * 3
+    ptr, i64 = ctypes.c_void_p, ctypes.c_int64  # mmgeom_settle_f32, called from _settle.py
+    lib.mmgeom_settle_f32.restype = i64
+    lib.mmgeom_settle_f32.argtypes = [ptr, i64, ptr, i64, i64, ptr, i64, i64, ptr, i64, i64, i64, ptr, ptr]
+    lib.mmgeom_settle_f32.argtypes += [
+        i64,
+        ptr,
+        ctypes.c_int,
+        ptr,
+        ptr,
+        ctypes.c_double,
+        ctypes.c_double,
+        ptr,
+    ]
     return lib, f"loaded {target}"
 
 

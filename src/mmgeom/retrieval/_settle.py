@@ -10,8 +10,6 @@ certify come back for ``exact_scores``.
 
 from __future__ import annotations
 
-import ctypes
-import functools
 from typing import Any
 
 import torch
@@ -21,17 +19,11 @@ from . import _native, _ties
 from ._inputs import EPS
 
 
-@functools.lru_cache(maxsize=1)
 def _kernel() -> Any:
     lib = _native._library()
     if lib is None:
         raise RuntimeError(f"the native kernels are {_native.native_status()}")
-    fn = lib.mmgeom_settle_f32
-    fn.restype = ctypes.c_int64
-    ptr, i64 = ctypes.c_void_p, ctypes.c_int64
-    fn.argtypes = [ptr, i64, ptr, i64, i64, ptr, i64, i64, ptr, i64, i64, i64, ptr, ptr, i64, ptr]
-    fn.argtypes += [ctypes.c_int, ptr, ptr, ctypes.c_double, ctypes.c_double, ptr]
-    return fn
+    return lib.mmgeom_settle_f32
 
 
 def native_settle(
