@@ -56,14 +56,15 @@ def _band_by_tensors(block: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
 
 
 class _Settler:
-    """Settles the band entries of one block at once, on the worker that found them.
+    """Settles band entries on the worker that found them: a full block's at once, small ones together.
 
     Each (query, item) pair inside a positive's band gets its exact key (:class:`ExactKeys`, native
-    and certified for float32 matrices in memory) and is compared with the positive's exact key,
-    computed up front for every positive. Settling block by block keeps the pairs' rows in cache,
-    spreads the work over the workers and never holds more than one block's band entries: collecting
-    every block's entries first (millions of pairs with positives in the dense middle of the score
-    distribution) cost 845 MiB and a serial tail of sorting and gathering.
+    and certified for float32 matrices in memory: then the whole settling runs in the native kernel of
+    :mod:`._settle`) and is compared with the positive's exact key, computed up front for every
+    positive. Settling as the blocks come keeps the pairs' rows in cache, spreads the work over the
+    workers and never holds more than a few blocks' band entries: collecting every block's entries
+    first (millions of pairs with positives in the dense middle of the score distribution) cost
+    845 MiB and a serial tail of sorting and gathering.
     """
 
     def __init__(self, keys: ExactKeys, pos: Tensor, key_p: Tensor, above: Tensor) -> None:
@@ -73,9 +74,9 @@ class _Settler:
         self.mags = magnitudes64(keys) if self.native else None
 
     def __call__(self, hits: Tensor, q0: int, c0: int, widened: tuple[Tensor, int] | None = None) -> None:
-        """Count the band entries ``hits`` (``(n, 3)`` block row, block column, p) of the block whose
-        first query is ``q0`` and first gallery item ``c0`` that are exactly before their positive
-        (``widened``: the block's query rows from :meth:`ExactKeys.widened`)."""
+        """Count the band entries ``hits`` (``(n, 3)`` row, column, p, numbered from query ``q0`` and
+        gallery row ``c0``) that are exactly before their positive (``widened``: the task's query rows
+        from :meth:`ExactKeys.widened`)."""
         by_definition = False
         if self.native:
             unsure = native_settle(
