@@ -182,12 +182,7 @@ class UniAlignLoss(MultimodalLoss):
         names = list(mods)
         unit = {m: F.normalize_present(z, mask[m]) for m, z in mods.items()}
         terms: dict[str, Tensor] = {}
-        uniform: Tensor | None = None
-        for m, z in unit.items():
-            u = F.gaussian_potential_unit(z, self.t, mask=mask[m])  # 0 with < 2 present rows
-            terms[f"uniform/{m}"] = u
-            uniform = u if uniform is None else uniform + u
-        assert uniform is not None
+        uniform = self._uniformities(unit, terms, mask)  # 0 for a modality with < 2 present rows
         stacked_mask = torch.stack([mask[m] for m in names], dim=1)
         needs_stack = self.alignment == "centroid" or self.lambda_centroid > 0 or self.lambda_det > 0
         if needs_stack and validation_enabled():
@@ -199,39 +194,22 @@ class UniAlignLoss(MultimodalLoss):
         else:
             assert stacked is not None
             align = F.centroid_alignment_unit(stacked, weight)
-        terms["align"] = align
-        if self.uniformity_reduction == "mean":
-            uniform = uniform / len(names)
-        terms["uniform"] = uniform
-        total = self.lambda_uni * uniform + self.alignment_weight(len(names)) * align
-
+        centroid_volume = None
         if self.lambda_centroid > 0 or self.lambda_det > 0:
             assert stacked is not None
             # Centroids of the present modalities; a row with none (value checks off) drops out.
             c = F.normalize(F.tuple_mean_unit(stacked, weight))
             u_c = F.gaussian_potential_unit(c, self.t_c, mask=stacked_mask.any(dim=1))
             # Volume: the mean determinant over complete rows (0 without one).
-            vol = F.masked_mean(F.gram_det_unit(stacked), stacked_mask.all(dim=1))
-            terms["uniform/centroid"] = u_c
-            terms["volume"] = vol
-            if self.lambda_centroid == self.lambda_det:
-                # One weight on the sum: bit-identical to the lambda_vol-only loss.
-                total = total + self.lambda_centroid * (u_c + vol)
-            else:
-                total = total + self.lambda_centroid * u_c + self.lambda_det * vol
-        return LossOutput(total, detach_terms(terms))
+            centroid_volume = (u_c, F.masked_mean(F.gram_det_unit(stacked), stacked_mask.all(dim=1)))
+        return self._combine(terms, uniform, align, len(names), centroid_volume)
 
     def _compute_full(self, mods: dict[str, Tensor], anchor: str) -> LossOutput:
         """The loss of a batch without missing modalities: each modality normalised once, and the
         centroid, centroid alignment and Gram determinants all read one ``(B, M, D)`` stack."""
         unit = {m: F.normalize(z) for m, z in mods.items()}
         terms: dict[str, Tensor] = {}
-        uniform: Tensor | None = None
-        for m, z in unit.items():
-            u = F.gaussian_potential_unit(z, self.t)
-            terms[f"uniform/{m}"] = u
-            uniform = u if uniform is None else uniform + u
-        assert uniform is not None
+        uniform = self._uniformities(unit, terms, None)
         stacked = torch.stack(list(unit.values()), dim=1) if self.alignment == "centroid" else None
         if self.alignment == "anchor":
             align: Tensor | None = None
@@ -245,19 +223,46 @@ class UniAlignLoss(MultimodalLoss):
         else:
             assert stacked is not None
             align = F.centroid_alignment_unit(stacked)
-        terms["align"] = align
-        if self.uniformity_reduction == "mean":
-            uniform = uniform / len(unit)
-        terms["uniform"] = uniform
-        total = self.lambda_uni * uniform + self.alignment_weight(len(unit)) * align
+        centroid_volume = None
         if self.lambda_centroid > 0 or self.lambda_det > 0:
             if stacked is None:
                 stacked = torch.stack(list(unit.values()), dim=1)
             u_c = F.gaussian_potential_unit(F.normalize(stacked.mean(dim=1)), self.t_c)
-            vol = F.gram_det_unit(stacked).mean()
+            centroid_volume = (u_c, F.gram_det_unit(stacked).mean())
+        return self._combine(terms, uniform, align, len(unit), centroid_volume)
+
+    def _uniformities(
+        self, unit: dict[str, Tensor], terms: dict[str, Tensor], mask: dict[str, Tensor] | None
+    ) -> Tensor:
+        """The sum of every modality's uniformity (each also logged as ``uniform/<m>``)."""
+        uniform: Tensor | None = None
+        for m, z in unit.items():
+            u = F.gaussian_potential_unit(z, self.t, mask=None if mask is None else mask[m])
+            terms[f"uniform/{m}"] = u
+            uniform = u if uniform is None else uniform + u
+        assert uniform is not None
+        return uniform
+
+    def _combine(
+        self,
+        terms: dict[str, Tensor],
+        uniform: Tensor,
+        align: Tensor,
+        num_modalities: int,
+        centroid_volume: tuple[Tensor, Tensor] | None,
+    ) -> LossOutput:
+        """The weighted total of the terms (masked or not), and the logged terms."""
+        terms["align"] = align
+        if self.uniformity_reduction == "mean":
+            uniform = uniform / num_modalities
+        terms["uniform"] = uniform
+        total = self.lambda_uni * uniform + self.alignment_weight(num_modalities) * align
+        if centroid_volume is not None:
+            u_c, vol = centroid_volume
             terms["uniform/centroid"] = u_c
             terms["volume"] = vol
             if self.lambda_centroid == self.lambda_det:
+                # One weight on the sum: bit-identical to the lambda_vol-only loss.
                 total = total + self.lambda_centroid * (u_c + vol)
             else:
                 total = total + self.lambda_centroid * u_c + self.lambda_det * vol
