@@ -21,15 +21,13 @@ hundreds of items per positive, and halving it halves the exact keys to compute.
 from __future__ import annotations
 
 import threading
-from concurrent.futures import Future
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from . import _native
-from ._fused import thread_buffer
-from ._gemm import block_scores, single_threaded
+from ._fused import ChunkSlots, stream_chunks, thread_buffer
+from ._gemm import block_scores
 from ._inputs import Embeddings, chunk_ranges
 from ._plan import Plan
 from ._settle import magnitudes64, native_settle
@@ -186,32 +184,16 @@ def fused_ranks(
     lo, hi = lo.contiguous(), hi.contiguous()
     above = torch.zeros(pos.shape, dtype=torch.long)
     settle = _Settler(keys, pos, key_p, above)
-    tasks = plan.tasks(n_q)
-    pool = _native.executor(plan.threads)
-
-    # two prepared chunks are alive at a time (one scanned, the next prepared): their buffers alternate
-    slots = [torch.empty(0, dtype=q.dtype), torch.empty(0, dtype=q.dtype)]
+    slots = ChunkSlots(q.dtype)
 
     def prepare(g0: int, g1: int, j: int) -> Tensor:
         g = gallery.chunk(g0, g1, check=False).to(q.dtype)
         if scale is None:
             return g.contiguous()
-        if slots[j % 2].numel() < g.numel():
-            slots[j % 2] = torch.empty(g.numel(), dtype=q.dtype)
-        return torch.mul(g, scale[g0:g1, None], out=slots[j % 2][: g.numel()].view(g.shape))
+        return torch.mul(g, scale[g0:g1, None], out=slots.take(j, g.shape))
 
-    g_ranges = chunk_ranges(n_g, plan.prepare_chunk)
-    with single_threaded(plan.gemm):
-        nxt = prepare(*g_ranges[0], 0)
-        bar = tqdm(g_ranges, desc="ranks", unit="chunk", disable=not progress, leave=False)
-        for j, (g0, _) in enumerate(bar):
-            g = nxt
-            futures: list[Future[None]] = [
-                pool.submit(_scan, q, g, g0, a, b, plan.gallery_chunk, lo, hi, above, settle, plan.gemm)
-                for a, b in tasks
-            ]
-            if j + 1 < len(g_ranges):
-                nxt = prepare(*g_ranges[j + 1], j + 1)
-            for f in futures:
-                f.result()
+    def scan(g: Tensor, g0: int, a: int, b: int) -> None:
+        _scan(q, g, g0, a, b, plan.gallery_chunk, lo, hi, above, settle, plan.gemm)
+
+    stream_chunks(n_g, plan, n_q, prepare, scan, "ranks", progress)
     return torch.where(valid, above, n_g)
