@@ -197,27 +197,42 @@ def run(*, out: Path, seeds: int | None, quick: bool) -> Path:
     Returns:
         The path of ``results.md``.
     """
-    settings = QUICK if quick else FULL
-    if seeds is not None:
-        settings = replace(settings, seeds=int(seeds))
+    settings = _settings(quick, seeds)
     out = Path(out)
+    meta, results = _timed_grid(settings, out, None, VIEW_ORDER, ANCHOR, quick, seeds)
+    return write_report(out, {"command": study_command("unialign", out, seeds, quick), **meta, **results})
+
+
+def _settings(quick: bool, seeds: int | None) -> Settings:
+    settings = QUICK if quick else FULL
+    return settings if seeds is None else replace(settings, seeds=int(seeds))
+
+
+def _timed_grid(
+    settings: Settings,
+    out: Path,
+    data: StudyData | None,
+    view_order: Sequence[str],
+    anchor: str,
+    quick: bool,
+    seeds: int | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """:func:`run_grid` with one torch thread into ``out`` (created), timed: ``(meta, results)``."""
     out.mkdir(parents=True, exist_ok=True)
     start, cpu_start = time.perf_counter(), time.process_time()
     with torch_threads(1):
-        results = run_grid(settings)
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        results = run_grid(settings, data)
     meta = {
-        "command": study_command("unialign", out, seeds, quick),
         "settings": asdict(settings),
-        "view_order": list(VIEW_ORDER),
-        "anchor": ANCHOR,
-        "wall_seconds": wall,
-        "cpu_seconds": cpu,
+        "view_order": list(view_order),
+        "anchor": anchor,
+        "wall_seconds": time.perf_counter() - start,
+        "cpu_seconds": time.process_time() - cpu_start,
         "torch": torch.__version__,
         "quick": quick,
         "seeds_arg": seeds,
     }
-    return write_report(out, {**meta, **results})
+    return meta, results
 
 
 def run_store(
@@ -254,18 +269,16 @@ def run_store(
     Raises:
         ValueError: a bad request (names the store, the key and the expectation).
     """
-    settings = QUICK if quick else FULL
-    if seeds is not None:
-        settings = replace(settings, seeds=int(seeds))
     data, settings = store_data(
-        store, settings, anchor=anchor, modalities=modalities, val_fraction=val_fraction, max_rows=max_rows
+        store,
+        _settings(quick, seeds),
+        anchor=anchor,
+        modalities=modalities,
+        val_fraction=val_fraction,
+        max_rows=max_rows,
     )
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    start, cpu_start = time.perf_counter(), time.process_time()
-    with torch_threads(1):
-        results = run_grid(settings, data)
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    common, results = _timed_grid(settings, out, data, data.view_order, data.anchor, quick, seeds)
     split = data.splits[settings.ms[0]]
     command = study_command("unialign", out, seeds, quick)
     extra = [f"--store {Path(store)}"]
@@ -286,13 +299,6 @@ def run_store(
             "labelled": data.probe,
             "notes": data.notes,
         },
-        "settings": asdict(settings),
-        "view_order": list(data.view_order),
-        "anchor": data.anchor,
-        "wall_seconds": wall,
-        "cpu_seconds": cpu,
-        "torch": torch.__version__,
-        "quick": quick,
-        "seeds_arg": seeds,
+        **common,
     }
     return write_report(out, {**meta, **results})
