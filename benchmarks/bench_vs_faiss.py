@@ -44,7 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.queries, args.gallery, args.rounds = 1000, 20_000, 2
-    import faiss  # the comparison needs it: pip install 'mmgeom[faiss]'
+    try:
+        import faiss
+    except ImportError:
+        print("bench_vs_faiss: FAISS is not installed; pip install 'mmgeom[faiss]'", file=sys.stderr)
+        return 2
 
     d, k = 512, 10
     gen = torch.Generator().manual_seed(0)

@@ -100,13 +100,12 @@ def test_zero_row_under_cosine():
 def test_zero_row_is_found_in_every_engine_and_tiny_rows_are_not_zero(
     fused: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The check first looks at the row norms; a row of tiny values has norm 0 in float32 (its squares
-    # underflow) but is not all zeros, and must not be reported as such.
+    # The check first looks at the row norms; a row of tiny values has norm 0 where the norm is reduced
+    # in float32 (its squares underflow) but is not all zeros, and must not be reported as such.
     if not fused:
         monkeypatch.setattr("mmgeom.retrieval._plan.MIN_FUSED_FLOPS", float("inf"))
     g = G.clone()
     g[7] = 1e-30
-    assert float(g[7].norm()) == 0.0
     topk(Q, g, 3)
     g[11] = 0
     with pytest.raises(ValueError, match="gallery: row 11 is all zeros"):
